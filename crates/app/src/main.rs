@@ -1,0 +1,119 @@
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use keping_app::config::Config;
+use keping_app::{demo, prepare, start};
+
+/// keping (客评): customer evaluation and customer relationship management in one binary.
+///
+/// Without a subcommand it serves (same as `keping serve`). Configuration comes from
+/// KEPING_* environment variables and an optional keping.toml; see the README.
+#[derive(Parser)]
+#[command(name = "keping", version, about, long_about)]
+struct Cli {
+    /// Also load the demo organisation (head office, 2 branches, 6 outlets, windows, staff).
+    #[arg(long, global = true)]
+    demo: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web UI and API (the default). Migrates the database and creates the administrator on first start.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create the administrator account or reset its password, unlock it and enable it.
+    Admin {
+        /// The account to create or reset.
+        #[arg(long, default_value = "admin")]
+        username: String,
+        /// The new password; KEPING_ADMIN_PASSWORD or a generated one (printed) when absent.
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load().context("cannot read the configuration")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config, cli.demo).await,
+        Command::Migrate => {
+            keping_store::Db::connect(&config.database_url()).await?;
+            println!(
+                "database {} is up to date",
+                config.database_url_for_display()
+            );
+            Ok(())
+        }
+        Command::Admin { username, password } => {
+            let password = password.or(config.admin_password.clone());
+            let (password, generated) = match password {
+                Some(p) => (p, false),
+                None => (keping_domain::auth::generate_password(), true),
+            };
+            keping_domain::validate::password("password", &password)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let username =
+                keping_domain::validate::username(&username).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let db = keping_store::Db::connect(&config.database_url()).await?;
+            let hash = keping_domain::auth::hash_password(&password);
+            let created = keping_store::accounts::reset_admin(&db, &username, &hash).await?;
+            println!(
+                "administrator '{username}' {}",
+                if created {
+                    "created"
+                } else {
+                    "reset, unlocked and enabled"
+                }
+            );
+            if generated {
+                println!("password: {password}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
+    let (state, generated) = prepare(&config).await?;
+    if let Some(password) = generated {
+        println!("\n  keping created the administrator account on first start:\n    username: admin\n    password: {password}\n  It is shown only this once. Change it after signing in, or reset it with `keping admin`.\n");
+    }
+    if with_demo {
+        match demo::load(&state.db).await? {
+            Some(password) => println!("\n  Demo organisation loaded. Every demo account (e.g. bj01, sh01) has the password: {password}\n"),
+            None => println!("demo organisation already present"),
+        }
+    }
+    let running = start(state, &config.bind).await?;
+    tracing::info!(url = %running.url(), database = %config.database_url_for_display(), "keping is serving");
+    println!("keping is serving on {}", running.url());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,392 @@
+use crate::{migrate, Result};
+use keping_domain::scope::{Reach, RecordReach};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, FromRow};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// The connection pool and which backend it talks to.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file and its directory when needed) and runs pending migrations.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(sqlx::Error::Configuration(
+                format!("unsupported database URL '{url}': use sqlite:… or postgres://…").into(),
+            )
+            .into());
+        };
+        let mut url = url.to_string();
+        if backend == Backend::Sqlite {
+            if let Some(dir) = sqlite_file(&url)
+                .and_then(|f| std::path::Path::new(&f).parent().map(|p| p.to_path_buf()))
+            {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(&dir).map_err(|e| {
+                        sqlx::Error::Configuration(
+                            format!("cannot create {}: {e}", dir.display()).into(),
+                        )
+                    })?;
+                }
+            }
+            if !url.contains("mode=") {
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
+            }
+        }
+        let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; NORMAL is durable across a process crash in WAL mode
+                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let db = Db { pool, backend };
+        migrate::run(&db).await?;
+        Ok(db)
+    }
+
+    /// A round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+fn sqlite_file(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next()?;
+    (!file.is_empty() && file != ":memory:").then(|| file.to_string())
+}
+
+/// A page of a list, as every list in the API answers.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `limit + 1` fetched rows: the extra row only says that more follow.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit.max(0) as usize);
+        let next_cursor = if more {
+            rows.last().map(|r| hex::encode(cursor_of(r)))
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// Reads a cursor made by [`Page::from_rows`]; a forged one is simply an invalid value.
+pub fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>> {
+    match cursor.filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(c) => hex::decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                keping_domain::Invalid::new(
+                    "cursor",
+                    "invalid_cursor",
+                    "the cursor is not one this server made",
+                )
+                .into()
+            }),
+    }
+}
+
+/// A value bound to a `$n` parameter.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+    Bytes(Option<Vec<u8>>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Int(Some(v as i64))
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::Real(Some(v))
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_string()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(v))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::Text(v.map(str::to_string))
+    }
+}
+impl From<Option<Vec<u8>>> for Arg {
+    fn from(v: Option<Vec<u8>>) -> Self {
+        Arg::Bytes(v)
+    }
+}
+
+/// SQL text with its arguments, numbered `$1, $2…` as they are pushed, for both backends.
+#[derive(Debug, Clone, Default)]
+pub struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a parameter placeholder and binds `value` to it.
+    pub fn arg(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+
+    /// Appends a condition keeping rows whose org path (column `path_col`) lies within `reach`.
+    pub fn reach(&mut self, path_col: &str, reach: &Reach) -> &mut Self {
+        match reach {
+            Reach::Nothing => self.push("1=0"),
+            Reach::Everything => self.push("1=1"),
+            Reach::Some { subtrees, nodes } => {
+                self.push("(");
+                let mut first = true;
+                for s in subtrees {
+                    let (lo, hi) = s.subtree_range();
+                    if !first {
+                        self.push(" OR ");
+                    }
+                    first = false;
+                    self.push("(")
+                        .push(path_col)
+                        .push(" >= ")
+                        .arg(lo)
+                        .push(" AND ")
+                        .push(path_col)
+                        .push(" < ")
+                        .arg(hi)
+                        .push(")");
+                }
+                for n in nodes {
+                    if !first {
+                        self.push(" OR ");
+                    }
+                    first = false;
+                    self.push(path_col).push(" = ").arg(n.as_str());
+                }
+                self.push(")")
+            }
+        }
+    }
+
+    /// Appends a condition for owned records: within the org reach, or owned by one of the owners.
+    pub fn record_reach(
+        &mut self,
+        path_col: &str,
+        owner_col: &str,
+        reach: &RecordReach,
+    ) -> &mut Self {
+        self.push("(").reach(path_col, &reach.orgs);
+        if !reach.owners.is_empty() {
+            self.push(" OR ").push(owner_col).push(" IN (");
+            for (i, o) in reach.owners.iter().enumerate() {
+                if i > 0 {
+                    self.push(", ");
+                }
+                self.arg(*o);
+            }
+            self.push(")");
+        }
+        self.push(")")
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, Any, AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for a in &self.args {
+            q = match a.clone() {
+                Arg::Int(v) => q.bind(v),
+                Arg::Real(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+                Arg::Bytes(v) => q.bind(v),
+            };
+        }
+        q
+    }
+
+    pub async fn execute<'e, E: Executor<'e, Database = Any>>(&self, ex: E) -> Result<u64> {
+        Ok(self.query().execute(ex).await?.rows_affected())
+    }
+
+    pub async fn fetch_all<'e, T, E>(&self, ex: E) -> Result<Vec<T>>
+    where
+        E: Executor<'e, Database = Any>,
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let rows = self.query().fetch_all(ex).await?;
+        Ok(rows.iter().map(T::from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn fetch_optional<'e, T, E>(&self, ex: E) -> Result<Option<T>>
+    where
+        E: Executor<'e, Database = Any>,
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        match self.query().fetch_optional(ex).await? {
+            Some(row) => Ok(Some(T::from_row(&row)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn fetch_one<'e, T, E>(&self, ex: E) -> Result<T>
+    where
+        E: Executor<'e, Database = Any>,
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        self.fetch_optional(ex)
+            .await?
+            .ok_or(crate::StoreError::NotFound)
+    }
+
+    /// The first column of the first row as i64, e.g. an `INSERT … RETURNING id` or a `COUNT(*)`.
+    pub async fn fetch_i64<'e, E: Executor<'e, Database = Any>>(&self, ex: E) -> Result<i64> {
+        use sqlx::Row;
+        let row = self.query().fetch_one(ex).await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keping_domain::org::OrgPath;
+
+    #[test]
+    fn reach_sql_numbers_parameters() {
+        let root = OrgPath::root(1);
+        let mut sql = Sql::new("SELECT 1 FROM orgs WHERE id = ");
+        sql.arg(5).push(" AND ").reach(
+            "path",
+            &Reach::Some {
+                subtrees: vec![root.child(2)],
+                nodes: vec![root.child(3)],
+            },
+        );
+        assert_eq!(
+            sql.text,
+            "SELECT 1 FROM orgs WHERE id = $1 AND ((path >= $2 AND path < $3) OR path = $4)"
+        );
+        assert_eq!(sql.args.len(), 4);
+        let mut owned = Sql::new("");
+        owned.record_reach(
+            "o.path",
+            "c.owner_id",
+            &RecordReach {
+                orgs: Reach::Nothing,
+                owners: vec![7, 8],
+            },
+        );
+        assert_eq!(owned.text, "(1=0 OR c.owner_id IN ($1, $2))");
+    }
+
+    #[test]
+    fn sqlite_file_from_url() {
+        assert_eq!(
+            sqlite_file("sqlite://data/keping.db").as_deref(),
+            Some("data/keping.db")
+        );
+        assert_eq!(
+            sqlite_file("sqlite:data/k.db?mode=rwc").as_deref(),
+            Some("data/k.db")
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+    }
+}

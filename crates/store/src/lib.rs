@@ -1,0 +1,19 @@
+//! Persistence for keping: one code path over SQLite and PostgreSQL.
+//!
+//! SQL is written once, with `$1`-style parameters (SQLite reads them too) and portable types:
+//! i64 ids, i64 UTC milliseconds, TEXT, JSON as TEXT. Every read and write of scoped data takes the
+//! caller's [`Scope`](keping_domain::scope::Scope) and filters in SQL.
+
+mod db;
+mod error;
+mod migrate;
+
+pub mod accounts;
+pub mod audit;
+pub mod org;
+pub mod tokens;
+
+pub use db::{Backend, Db, Page, Sql};
+pub use error::StoreError;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

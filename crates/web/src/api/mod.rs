@@ -1,0 +1,41 @@
+//! `/api/v1`: JSON, described by the OpenAPI document at `/api/openapi.json`.
+
+mod accounts;
+mod audit;
+mod auth;
+mod org;
+mod tokens;
+
+use crate::AppState;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "keping API", description = "客评 keping: customer evaluation and customer relationship management. Errors answer {\"error\":{\"code\",\"message\",\"field\"}}; lists answer {\"items\",\"next_cursor\"} and take limit (1–500, default 50) and cursor."),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "org"), (name = "accounts"), (name = "tokens"), (name = "audit"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(org::router())
+        .merge(accounts::router())
+        .merge(tokens::router())
+        .merge(audit::router())
+}
