@@ -183,7 +183,7 @@ pub fn login_delay_ms(consecutive_failures: i64) -> u64 {
     if consecutive_failures < SLOW_AFTER_FAILURES {
         0
     } else {
-        (250 * (consecutive_failures - SLOW_AFTER_FAILURES + 1)).min(2_000) as u64
+        (100 * (consecutive_failures - SLOW_AFTER_FAILURES + 1)).min(1_000) as u64
     }
 }
 
@@ -225,6 +225,6 @@ mod tests {
         }
         assert!(DataLevel::Own < DataLevel::All);
         assert_eq!(login_delay_ms(0), 0);
-        assert!(login_delay_ms(5) > 0 && login_delay_ms(100) == 2_000);
+        assert!(login_delay_ms(5) > 0 && login_delay_ms(100) == 1_000);
     }
 }
