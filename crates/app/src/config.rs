@@ -32,12 +32,13 @@ impl Default for Config {
 
 impl Config {
     /// Defaults, then the file (`KEPING_CONFIG`, else `keping.toml` if present), then `KEPING_*`.
-    pub fn load() -> Result<Config, figment::Error> {
+    pub fn load() -> Result<Config, Box<figment::Error>> {
         let file = std::env::var("KEPING_CONFIG").unwrap_or_else(|_| "keping.toml".into());
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
             .merge(Env::prefixed("KEPING_").ignore(&["config"]))
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn database_url(&self) -> String {

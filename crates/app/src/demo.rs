@@ -6,7 +6,10 @@ use keping_store::accounts::{self, AssignmentInput, NewUser, RoleInput};
 use keping_store::org::{self, NewOrg, OrgFilter};
 use keping_store::{Db, Sql};
 
-const BRANCHES: &[(&str, &str, &[(&str, &str)])] = &[
+/// (name, code) of an org.
+type NameCode = (&'static str, &'static str);
+
+const BRANCHES: &[(&str, &str, &[NameCode])] = &[
     (
         "北京分行",
         "BJ",

@@ -240,7 +240,7 @@ mod tests {
         #[test]
         fn subtree_range_is_exactly_the_descendants(parent_idx in tree_strategy()) {
             // ids from 1; make ids of mixed widths (1, 10, 100…) to catch prefix mistakes
-            let id = |i: usize| (i as i64 + 1) * if i % 3 == 0 { 10 } else { 1 } + i as i64 * 7;
+            let id = |i: usize| (i as i64 + 1) * if i.is_multiple_of(3) { 10 } else { 1 } + i as i64 * 7;
             let mut parents = BTreeMap::new();
             parents.insert(id(0), None);
             for (i, p) in parent_idx.iter().enumerate() {

@@ -153,7 +153,7 @@ pub async fn create_role(db: &Db, scope: &Scope, input: RoleInput) -> Result<Rol
         &mut *tx,
         scope.into(),
         Entry {
-            org_path: &scope.org_path.as_str().to_owned(),
+            org_path: scope.org_path.as_str(),
             action: "create",
             entity: "role",
             entity_id: Some(id),
