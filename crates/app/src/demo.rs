@@ -41,7 +41,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Option<String>> {
     let (admin_id,) = Sql::new("SELECT u.id FROM users u JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id WHERE r.builtin = 1 ORDER BY u.id LIMIT 1")
         .fetch_one::<(i64,), _>(&db.pool)
         .await?;
-    let admin = accounts::scope_of(db, admin_id).await?;
+    let admin = accounts::scope_of(db, &accounts::holder(db, admin_id).await?).await?;
     let existing = org::list(
         db,
         &admin,

@@ -1,5 +1,6 @@
 //! Wiring for the `keping` binary, also used by the end-to-end tests to start a real server.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 

@@ -32,6 +32,27 @@ enum Command {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Measure keping on generated data (release build recommended). Load goes to 127.0.0.1 only.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Org tree and staff lists: seeds a fresh database, runs the server as a child process, prints latency and memory.
+    Platform {
+        /// A PostgreSQL server URL to measure PostgreSQL (a fresh database is made beside it); SQLite when absent.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long, default_value_t = 5_000)]
+        orgs: usize,
+        #[arg(long, default_value_t = 20_000)]
+        staff: usize,
+        #[arg(long, default_value_t = 4_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
 }
 
 #[tokio::main]
@@ -78,6 +99,22 @@ async fn main() -> anyhow::Result<()> {
                 println!("password: {password}");
             }
             Ok(())
+        }
+        Command::Bench(Bench::Platform {
+            postgres,
+            orgs,
+            staff,
+            requests,
+            concurrency,
+        }) => {
+            keping_app::bench::platform(keping_app::bench::PlatformBench {
+                database_url: postgres,
+                orgs,
+                staff,
+                requests,
+                concurrency: concurrency.max(1),
+            })
+            .await
         }
     }
 }

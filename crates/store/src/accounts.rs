@@ -3,7 +3,7 @@
 use crate::audit::{self, Actor, Changes, Entry};
 use crate::db::decode_cursor;
 use crate::org;
-use crate::{Db, Page, Result, Sql, StoreError};
+use crate::{tokens, Db, Page, Result, Sql, StoreError};
 use keping_domain::auth::{self, DataLevel};
 use keping_domain::now_millis;
 use keping_domain::org::OrgPath;
@@ -1244,26 +1244,15 @@ async fn subordinates<'e, E: sqlx::Executor<'e, Database = Any>>(
 
 /// The caller's scope, computed once per request: his roles at enabled org nodes, and his
 /// subordinates when a role needs them.
-pub async fn scope_of(db: &Db, user_id: i64) -> Result<Scope> {
-    #[derive(sqlx::FromRow)]
-    struct Me {
-        username: String,
-        path: String,
-    }
+pub async fn scope_of(db: &Db, holder: &tokens::Holder) -> Result<Scope> {
     #[derive(sqlx::FromRow)]
     struct G {
         path: String,
         permissions: String,
         data_level: String,
     }
-    let me: Me = Sql::new(
-        "SELECT u.username, o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = ",
-    )
-    .arg(user_id)
-    .fetch_one(&db.pool)
-    .await?;
     let rows: Vec<G> = Sql::new("SELECT o.path, r.permissions, r.data_level FROM user_roles ur JOIN roles r ON r.id = ur.role_id JOIN orgs o ON o.id = ur.org_id WHERE o.enabled = 1 AND ur.user_id = ")
-        .arg(user_id)
+        .arg(holder.user_id)
         .fetch_all(&db.pool)
         .await?;
     let grants: Vec<Grant> = rows
@@ -1280,17 +1269,22 @@ pub async fn scope_of(db: &Db, user_id: i64) -> Result<Scope> {
         .iter()
         .any(|g| g.level == DataLevel::SelfAndSubordinates)
     {
-        subordinates(&db.pool, user_id).await?
+        subordinates(&db.pool, holder.user_id).await?
     } else {
         vec![]
     };
     Ok(Scope {
-        user_id,
-        username: me.username,
-        org_path: OrgPath::parse(&me.path).expect("stored org paths are well formed"),
+        user_id: holder.user_id,
+        username: holder.username.clone(),
+        org_path: OrgPath::parse(&holder.org_path).expect("stored org paths are well formed"),
         subordinate_ids,
         grants,
     })
+}
+
+/// The holder of an account by id, for work the system does on someone's behalf (the demo, jobs).
+pub async fn holder(db: &Db, user_id: i64) -> Result<tokens::Holder> {
+    Sql::new("SELECT u.id AS user_id, u.username, u.name, u.locale, o.path AS org_path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = ").arg(user_id).fetch_one(&db.pool).await
 }
 
 // ---------------------------------------------------------------- first start

@@ -199,23 +199,35 @@ pub async fn revoke_secret(db: &Db, secret: &str) -> Result<()> {
     Ok(())
 }
 
-/// Who holds this secret, if it is live and the account enabled: (user id, locale).
-pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<(i64, String)>> {
+/// The holder of a live secret, as one query finds him.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Holder {
+    pub user_id: i64,
+    pub username: String,
+    pub name: String,
+    pub locale: String,
+    pub org_path: String,
+}
+
+/// Who holds this secret, if it is live and the account enabled.
+pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<Holder>> {
     #[derive(sqlx::FromRow)]
     struct Live {
         id: i64,
-        user_id: i64,
-        locale: String,
         last_used_at: Option<i64>,
+        #[sqlx(flatten)]
+        holder: Holder,
     }
     let now = now_millis();
-    let live: Option<Live> = Sql::new("SELECT t.id, t.user_id, u.locale, t.last_used_at FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.digest = ")
-        .arg(secret_digest(secret))
-        .push(" AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ")
-        .arg(now)
-        .push(") AND u.enabled = 1")
-        .fetch_optional(&db.pool)
-        .await?;
+    let live: Option<Live> = Sql::new(
+        "SELECT t.id, t.last_used_at, t.user_id, u.username, u.name, u.locale, o.path AS org_path FROM tokens t JOIN users u ON u.id = t.user_id JOIN orgs o ON o.id = u.org_id WHERE t.digest = ",
+    )
+    .arg(secret_digest(secret))
+    .push(" AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ")
+    .arg(now)
+    .push(") AND u.enabled = 1")
+    .fetch_optional(&db.pool)
+    .await?;
     let Some(live) = live else { return Ok(None) };
     if live.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY_MS) {
         Sql::new("UPDATE tokens SET last_used_at = ")
@@ -225,5 +237,5 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<(i64, String)>
             .execute(&db.pool)
             .await?;
     }
-    Ok(Some((live.user_id, live.locale)))
+    Ok(Some(live.holder))
 }

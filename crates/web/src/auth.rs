@@ -28,13 +28,13 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let secret = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let (user_id, locale) = tokens::authenticate(&state.db, secret)
+        let holder = tokens::authenticate(&state.db, secret)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        let scope = accounts::scope_of(&state.db, user_id).await?;
+        let scope = accounts::scope_of(&state.db, &holder).await?;
         Ok(Caller {
             scope,
-            locale: Locale::parse(&locale),
+            locale: Locale::parse(&holder.locale),
         })
     }
 }
@@ -107,20 +107,17 @@ impl FromRequestParts<AppState> for PageCaller {
         };
         let secret = cookie(&parts.headers, SESSION_COOKIE)
             .ok_or_else(|| PageRejection::Login(next.clone()))?;
-        let (user_id, locale) = tokens::authenticate(&state.db, secret)
+        let holder = tokens::authenticate(&state.db, secret)
             .await
             .map_err(|e| PageRejection::Error(e.into()))?
             .ok_or(PageRejection::Login(next))?;
-        let scope = accounts::scope_of(&state.db, user_id)
-            .await
-            .map_err(|e| PageRejection::Error(e.into()))?;
-        let me = accounts::user(&state.db, &scope, user_id)
+        let scope = accounts::scope_of(&state.db, &holder)
             .await
             .map_err(|e| PageRejection::Error(e.into()))?;
         Ok(PageCaller {
             scope,
-            locale: Locale::parse(&locale),
-            name: me.name,
+            locale: Locale::parse(&holder.locale),
+            name: holder.name,
         })
     }
 }

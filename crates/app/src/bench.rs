@@ -1,0 +1,334 @@
+//! `keping bench platform`: seeds a large org tree and staff into a fresh database, starts the real
+//! server as a child process, and measures latency of the list endpoints and the server's memory.
+//! Load goes to 127.0.0.1 only.
+
+use anyhow::{bail, Context};
+use keping_domain::auth;
+use keping_store::{Db, Sql};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+pub struct PlatformBench {
+    pub database_url: Option<String>,
+    pub orgs: usize,
+    pub staff: usize,
+    pub requests: usize,
+    pub concurrency: usize,
+}
+
+const PASSWORD: &str = "bench-admin-pass";
+
+/// A fresh database: a SQLite file in a temporary directory, or a new database next to the given PostgreSQL URL.
+async fn fresh_database(url: Option<&str>) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
+    match url {
+        None => {
+            let dir = std::env::temp_dir().join(format!("keping-bench-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            Ok((
+                format!("sqlite://{}", dir.join("keping.db").display()),
+                Some(dir),
+            ))
+        }
+        Some(pg) => {
+            use sqlx::Connection;
+            let name = format!("keping_bench_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(pg)
+                .await
+                .context("cannot reach PostgreSQL")?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut conn)
+                .await?;
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut conn)
+                .await?;
+            let base = pg.rsplit_once('/').map_or(pg, |(b, _)| b);
+            Ok((format!("{base}/{name}"), None))
+        }
+    }
+}
+
+/// A tree of `orgs` nodes (branches of ~20 outlets under the root) and `staff` people spread over the outlets.
+async fn seed(db: &Db, orgs: usize, staff: usize) -> anyhow::Result<()> {
+    let hash = auth::hash_password("bench-staff-pass");
+    let now = keping_domain::now_millis();
+    let mut tx = db.begin().await?;
+    let (root_id, root_path) =
+        Sql::new("SELECT id, path FROM orgs WHERE parent_id IS NULL ORDER BY id LIMIT 1")
+            .fetch_one::<(i64, String), _>(&mut *tx)
+            .await?;
+    let (clerk_role,) = Sql::new("INSERT INTO roles (name, permissions, data_level, builtin, created_at, updated_at) VALUES ('柜员', '[\"org.view\"]', 'self', 0, ")
+        .arg(now)
+        .push(", ")
+        .arg(now)
+        .push(") RETURNING id")
+        .fetch_one::<(i64,), _>(&mut *tx)
+        .await?;
+    let mut outlets: Vec<(i64, String)> = Vec::new();
+    let mut branch: Option<(i64, String)> = None;
+    for i in 1..orgs {
+        let is_branch = branch.is_none() || i % 21 == 1;
+        let (parent_id, parent_path, depth) = match (&branch, is_branch) {
+            (Some((id, path)), false) => (*id, path.clone(), 2),
+            _ => (root_id, root_path.clone(), 1),
+        };
+        let id = Sql::new("INSERT INTO orgs (parent_id, name, code, kind, path, depth, timezone, enabled, created_at, updated_at) VALUES (")
+            .arg(parent_id)
+            .push(", ")
+            .arg(format!("{}{i}", if is_branch { "分行" } else { "网点" }))
+            .push(", ")
+            .arg(format!("O{i}"))
+            .push(", ")
+            .arg(if is_branch { "branch" } else { "outlet" })
+            .push(", ")
+            .arg(format!("/pending/{i}/"))
+            .push(", ")
+            .arg(depth)
+            .push(", 'Asia/Shanghai', 1, ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(") RETURNING id")
+            .fetch_i64(&mut *tx)
+            .await?;
+        let path = format!("{parent_path}{id}/");
+        Sql::new("UPDATE orgs SET path = ")
+            .arg(path.as_str())
+            .push(" WHERE id = ")
+            .arg(id)
+            .execute(&mut *tx)
+            .await?;
+        if is_branch {
+            branch = Some((id, path));
+        } else {
+            outlets.push((id, path));
+        }
+    }
+    if outlets.is_empty() {
+        bail!("--orgs must be at least 3 to make an outlet");
+    }
+    for i in 0..staff {
+        let (org_id, _) = &outlets[i % outlets.len()];
+        let id = Sql::new("INSERT INTO users (username, password_hash, name, employee_no, org_id, enabled, locale, created_at, updated_at) VALUES (")
+            .arg(format!("staff{i}"))
+            .push(", ")
+            .arg(hash.as_str())
+            .push(", ")
+            .arg(format!("职员{i}"))
+            .push(", ")
+            .arg(format!("E{i:06}"))
+            .push(", ")
+            .arg(*org_id)
+            .push(", 1, 'zh-CN', ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(") RETURNING id")
+            .fetch_i64(&mut *tx)
+            .await?;
+        Sql::new("INSERT INTO user_roles (user_id, role_id, org_id) VALUES (")
+            .arg(id)
+            .push(", ")
+            .arg(clerk_role)
+            .push(", ")
+            .arg(*org_id)
+            .push(")")
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1000.0
+}
+
+/// `requests` GETs of `path`, `concurrency` at a time, each worker waiting for its answer (closed loop).
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    requests: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration, usize)> {
+    let start = Instant::now();
+    let per_worker = requests.div_ceil(concurrency);
+    let mut handles = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, token) = (client.clone(), url.to_string(), token.to_string());
+        handles.push(tokio::spawn(async move {
+            let mut times = Vec::with_capacity(per_worker);
+            let mut errors = 0;
+            for _ in 0..per_worker {
+                let t = Instant::now();
+                match client.get(&url).bearer_auth(&token).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                    }
+                    _ => errors += 1,
+                }
+                times.push(t.elapsed());
+            }
+            (times, errors)
+        }));
+    }
+    let mut all = Vec::with_capacity(requests);
+    let mut errors = 0;
+    for h in handles {
+        let (t, e) = h.await?;
+        all.extend(t);
+        errors += e;
+    }
+    let wall = start.elapsed();
+    all.sort();
+    Ok((all, wall, errors))
+}
+
+pub async fn platform(b: PlatformBench) -> anyhow::Result<()> {
+    let (url, dir) = fresh_database(b.database_url.as_deref()).await?;
+    println!(
+        "keping bench platform: {} orgs, {} staff, {} requests per case at concurrency {}",
+        b.orgs, b.staff, b.requests, b.concurrency
+    );
+    let t = Instant::now();
+    {
+        let db = Db::connect(&url).await?;
+        keping_store::accounts::bootstrap(&db, &auth::hash_password(PASSWORD)).await?;
+        seed(&db, b.orgs, b.staff).await?;
+        // a live database has planner statistics; a freshly bulk-loaded one has none yet
+        Sql::new("ANALYZE").execute(&db.pool).await?;
+        db.pool.close().await;
+    }
+    println!(
+        "seeded in {:.1} s ({})",
+        t.elapsed().as_secs_f64(),
+        if url.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .env("KEPING_DATABASE_URL", &url)
+        .env("KEPING_BIND", format!("127.0.0.1:{port}"))
+        .env("KEPING_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(b.concurrency * 2)
+        .build()?;
+    let mut ready = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !ready {
+        bail!("the server did not come up");
+    }
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("login failed")?.to_string();
+    let pid = child.id().context("no child pid")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid).unwrap_or(0);
+
+    let cases = [
+        (
+            "GET /api/v1/orgs (root user, first page of 50)",
+            format!("{base}/api/v1/orgs"),
+        ),
+        (
+            "GET /api/v1/orgs?limit=500 (root user)",
+            format!("{base}/api/v1/orgs?limit=500"),
+        ),
+        (
+            "GET /api/v1/users (first page of 50)",
+            format!("{base}/api/v1/users"),
+        ),
+        (
+            "GET /api/v1/users?q=职员1999 (search)",
+            format!("{base}/api/v1/users?q=%E8%81%8C%E5%91%981999"),
+        ),
+    ];
+    // a deep page, as someone paging through staff would reach it
+    let mut deep = format!("{base}/api/v1/users?limit=50");
+    for _ in 0..100 {
+        let page: serde_json::Value = client
+            .get(&deep)
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        match page["next_cursor"].as_str() {
+            Some(c) => deep = format!("{base}/api/v1/users?limit=50&cursor={c}"),
+            None => break,
+        }
+    }
+    println!(
+        "\n{:<52} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
+        "case", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s", "errors"
+    );
+    for (name, url) in cases
+        .iter()
+        .map(|(n, u)| (n.to_string(), u.clone()))
+        .chain([("GET /api/v1/users (page 100, by cursor)".to_string(), deep)])
+    {
+        drive(&client, &url, &token, b.requests.min(200), b.concurrency).await?; // warm-up
+        let (times, wall, errors) = drive(&client, &url, &token, b.requests, b.concurrency).await?;
+        println!(
+            "{:<52} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.0} {:>6}",
+            name,
+            percentile(&times, 0.50),
+            percentile(&times, 0.95),
+            percentile(&times, 0.99),
+            percentile(&times, 1.0),
+            times.len() as f64 / wall.as_secs_f64(),
+            errors
+        );
+    }
+    let after = rss_kib(pid).unwrap_or(0);
+    println!(
+        "\nserver memory (RSS): idle {:.1} MiB, after the load {:.1} MiB",
+        idle as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    child.kill().await?;
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
