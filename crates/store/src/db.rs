@@ -88,8 +88,18 @@ impl Db {
         Ok(())
     }
 
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {
+    /// A read-only transaction: one consistent snapshot for reads that take several queries.
+    pub async fn read(&self) -> Result<sqlx::Transaction<'static, Any>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE): a deferred
+    /// one that reads first could not upgrade while another writer commits, and would fail instead of waiting.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 }
 

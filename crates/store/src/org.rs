@@ -325,7 +325,7 @@ pub async fn list(
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM orgs WHERE "));
     sql.reach("path", &scope.reach("org.view"));
     if let Some(under) = filter.under {
-        let mut tx = db.begin().await?;
+        let mut tx = db.read().await?;
         let root = get_in(&mut tx, scope, "org.view", under).await?;
         tx.commit().await?;
         let (lo, hi) = root.org_path().subtree_range();
