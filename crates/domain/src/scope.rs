@@ -73,9 +73,19 @@ impl Scope {
     /// Org-held objects: `all` reaches everything, `org_and_children` the grant's subtree, and the
     /// narrower levels the grant's own node (they narrow owned records, not the org's furniture).
     pub fn reach(&self, permission: &str) -> Reach {
+        self.reach_any(&[permission])
+    }
+
+    /// The union of the reaches of several permissions (e.g. windows are seen by those who manage
+    /// them and by those who watch them).
+    pub fn reach_any(&self, permissions: &[&str]) -> Reach {
         let mut subtrees = Vec::new();
         let mut nodes = Vec::new();
-        for g in self.with(permission) {
+        for g in self
+            .grants
+            .iter()
+            .filter(|g| permissions.iter().any(|p| g.permissions.contains(*p)))
+        {
             match g.level {
                 DataLevel::All => return Reach::Everything,
                 DataLevel::OrgAndChildren => subtrees.push(g.org_path.clone()),

@@ -10,6 +10,7 @@ mod migrate;
 
 pub mod accounts;
 pub mod audit;
+pub mod evaluation;
 pub mod org;
 pub mod tokens;
 

@@ -3,11 +3,18 @@
 
 use crate::{Backend, Db, Result};
 
-const STEPS: &[(i64, &str, &str)] = &[(
-    1,
-    "platform",
-    include_str!("../migrations/0001_platform.sql"),
-)];
+const STEPS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "platform",
+        include_str!("../migrations/0001_platform.sql"),
+    ),
+    (
+        2,
+        "evaluation",
+        include_str!("../migrations/0002_evaluation.sql"),
+    ),
+];
 
 fn render(sql: &str, backend: Backend) -> String {
     let (id, path, blob) = match backend {

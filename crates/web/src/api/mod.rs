@@ -3,6 +3,8 @@
 mod accounts;
 mod audit;
 mod auth;
+mod device;
+mod evaluation;
 mod org;
 mod tokens;
 
@@ -15,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 #[openapi(
     info(title = "keping API", description = "客评 keping: customer evaluation and customer relationship management. Errors answer {\"error\":{\"code\",\"message\",\"field\"}}; lists answer {\"items\",\"next_cursor\"} and take limit (1–500, default 50) and cursor."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "org"), (name = "accounts"), (name = "tokens"), (name = "audit"))
+    tags((name = "auth"), (name = "org"), (name = "accounts"), (name = "tokens"), (name = "audit"), (name = "evaluation"), (name = "device", description = "For evaluation terminals: the terminal's own token is the bearer."))
 )]
 struct ApiDoc;
 
@@ -38,4 +40,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(tokens::router())
         .merge(audit::router())
+        .merge(evaluation::router())
+        .merge(device::router())
 }

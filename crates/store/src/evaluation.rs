@@ -1,0 +1,971 @@
+//! Service evaluation (服务评价): windows, terminals, staff on duty, services, presses and ratings.
+
+use crate::audit::{self, Changes, Entry};
+use crate::db::decode_cursor;
+use crate::{Backend, Db, Page, Result, Sql, StoreError};
+use keping_domain::auth::{new_secret, secret_digest};
+use keping_domain::evaluation::{
+    self as rules, Decision, EvaluationSettings, PressTime, PromptState,
+};
+use keping_domain::org::OrgPath;
+use keping_domain::scope::Scope;
+use keping_domain::validate::{self, Invalid};
+use keping_domain::{now_millis, Millis};
+use serde::Serialize;
+use sqlx::{Any, Transaction};
+use utoipa::ToSchema;
+
+const SETTINGS: &str = "evaluation";
+/// A duty session with no sign of life for this long ends by itself.
+pub const STALE_DUTY_MS: Millis = 12 * 3_600_000;
+
+// ---------------------------------------------------------------- settings
+
+/// The settings in force for an org: its own, else the nearest ancestor's, else the defaults.
+pub async fn settings_for<'e, E: sqlx::Executor<'e, Database = Any>>(
+    ex: E,
+    org_path: &OrgPath,
+) -> Result<EvaluationSettings> {
+    let ids = org_path.ids();
+    let mut sql = Sql::new("SELECT org_id, value FROM org_settings WHERE name = ");
+    sql.arg(SETTINGS).push(" AND org_id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.arg(*id);
+    }
+    sql.push(")");
+    let rows: Vec<(i64, String)> = sql.fetch_all(ex).await?;
+    let nearest = ids
+        .iter()
+        .rev()
+        .find_map(|id| rows.iter().find(|(o, _)| o == id));
+    Ok(match nearest {
+        Some((_, json)) => serde_json::from_str(json).unwrap_or_default(),
+        None => EvaluationSettings::default(),
+    })
+}
+
+/// Sets an org's own settings; its subtree inherits them unless it has its own.
+pub async fn put_settings(
+    db: &Db,
+    scope: &Scope,
+    org_id: i64,
+    settings: &EvaluationSettings,
+) -> Result<EvaluationSettings> {
+    if !scope.has("settings.manage") {
+        return Err(StoreError::Forbidden("settings.manage"));
+    }
+    settings.validate()?;
+    let mut tx = db.begin().await?;
+    let path = org_in(&mut tx, scope, "settings.manage", org_id).await?;
+    let before = settings_for(&mut *tx, &path).await?;
+    let value = serde_json::to_string(settings).expect("settings serialise");
+    Sql::new("DELETE FROM org_settings WHERE org_id = ")
+        .arg(org_id)
+        .push(" AND name = ")
+        .arg(SETTINGS)
+        .execute(&mut *tx)
+        .await?;
+    Sql::new("INSERT INTO org_settings (org_id, name, value, updated_at) VALUES (")
+        .arg(org_id)
+        .push(", ")
+        .arg(SETTINGS)
+        .push(", ")
+        .arg(value)
+        .push(", ")
+        .arg(now_millis())
+        .push(")")
+        .execute(&mut *tx)
+        .await?;
+    let mut changes = Changes::new();
+    changes.field("evaluation_settings", &before, settings);
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: path.as_str(),
+            action: "update",
+            entity: "evaluation_settings",
+            entity_id: Some(org_id),
+            summary: String::new(),
+            changes: Some(changes),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(settings.clone())
+}
+
+pub async fn settings(db: &Db, scope: &Scope, org_id: i64) -> Result<EvaluationSettings> {
+    let mut tx = db.read().await?;
+    let path = org_in(&mut tx, scope, "org.view", org_id).await?;
+    let s = settings_for(&mut *tx, &path).await?;
+    tx.commit().await?;
+    Ok(s)
+}
+
+async fn org_in(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    permission: &str,
+    org_id: i64,
+) -> Result<OrgPath> {
+    let mut sql = Sql::new("SELECT path FROM orgs WHERE id = ");
+    sql.arg(org_id)
+        .push(" AND ")
+        .reach("path", &scope.reach(permission));
+    let (path,): (String,) = sql.fetch_one(&mut **tx).await?;
+    Ok(OrgPath::parse(&path).expect("stored org paths are well formed"))
+}
+
+// ---------------------------------------------------------------- windows
+
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Window {
+    pub id: i64,
+    pub org_id: i64,
+    pub org_name: String,
+    pub name: String,
+    pub code: String,
+    pub business_type_id: Option<i64>,
+    #[serde(serialize_with = "ser_bool")]
+    #[schema(value_type = bool)]
+    pub is_open: i64,
+    #[serde(serialize_with = "keping_domain::ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+}
+
+fn ser_bool<S: serde::Serializer>(v: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_bool(*v != 0)
+}
+
+const WINDOW_SELECT: &str = "SELECT w.id, w.org_id, o.name AS org_name, w.name, w.code, w.business_type_id, w.is_open, w.created_at FROM windows w JOIN orgs o ON o.id = w.org_id";
+const WINDOW_READERS: &[&str] = &["window.manage", "terminal.manage", "monitor.view"];
+
+pub struct NewWindow {
+    pub org_id: i64,
+    pub name: String,
+    pub code: String,
+}
+
+pub async fn create_window(db: &Db, scope: &Scope, new: NewWindow) -> Result<Window> {
+    if !scope.has("window.manage") {
+        return Err(StoreError::Forbidden("window.manage"));
+    }
+    let name = validate::required_text("name", &new.name, 50)?;
+    let code = validate::code("code", &new.code, 32)?;
+    let mut tx = db.begin().await?;
+    let path = org_in(&mut tx, scope, "window.manage", new.org_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => Invalid::new(
+                "org_id",
+                "unknown_org",
+                format!("there is no org {} you may add windows to", new.org_id),
+            )
+            .into(),
+            e => e,
+        })?;
+    let now = now_millis();
+    let id = Sql::new(
+        "INSERT INTO windows (org_id, name, code, is_open, created_at, updated_at) VALUES (",
+    )
+    .arg(new.org_id)
+    .push(", ")
+    .arg(&name)
+    .push(", ")
+    .arg(&code)
+    .push(", 1, ")
+    .arg(now)
+    .push(", ")
+    .arg(now)
+    .push(") RETURNING id")
+    .fetch_i64(&mut *tx)
+    .await
+    .map_err(|e| match e {
+        StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
+        e => e,
+    })?;
+    let mut changes = Changes::new();
+    changes.set("name", &name).set("code", &code);
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: path.as_str(),
+            action: "create",
+            entity: "window",
+            entity_id: Some(id),
+            summary: name,
+            changes: Some(changes),
+        },
+    )
+    .await?;
+    let w: Window = Sql::new(&format!("{WINDOW_SELECT} WHERE w.id = "))
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(w)
+}
+
+pub async fn window(db: &Db, scope: &Scope, id: i64) -> Result<Window> {
+    if !WINDOW_READERS.iter().any(|p| scope.has(p)) {
+        return Err(StoreError::Forbidden("monitor.view"));
+    }
+    let mut sql = Sql::new(&format!("{WINDOW_SELECT} WHERE w.id = "));
+    sql.arg(id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach_any(WINDOW_READERS));
+    sql.fetch_one(&db.pool).await
+}
+
+#[derive(Default)]
+pub struct WindowFilter {
+    pub q: Option<String>,
+    /// Only windows in this org's subtree.
+    pub org_id: Option<i64>,
+}
+
+pub async fn windows(
+    db: &Db,
+    scope: &Scope,
+    filter: &WindowFilter,
+    limit: i64,
+    cursor: Option<&str>,
+) -> Result<Page<Window>> {
+    if !WINDOW_READERS.iter().any(|p| scope.has(p)) {
+        return Err(StoreError::Forbidden("monitor.view"));
+    }
+    let reach = scope.reach_any(WINDOW_READERS);
+    let mut sql = Sql::new(&format!("{WINDOW_SELECT} WHERE "));
+    sql.reach("o.path", &reach);
+    if let Some(org_id) = filter.org_id {
+        let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+            .arg(org_id)
+            .fetch_optional(&db.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let path = OrgPath::parse(&path).expect("stored org paths are well formed");
+        if !reach.contains(&path) {
+            return Err(StoreError::NotFound);
+        }
+        let (lo, hi) = path.subtree_range();
+        sql.push(" AND o.path >= ")
+            .arg(lo)
+            .push(" AND o.path < ")
+            .arg(hi);
+    }
+    if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let like = format!("%{}%", q.to_lowercase());
+        sql.push(" AND (LOWER(w.name) LIKE ")
+            .arg(like.clone())
+            .push(" OR LOWER(w.code) LIKE ")
+            .arg(like)
+            .push(")");
+    }
+    if let Some(after) = decode_cursor(cursor)? {
+        let after: i64 = after.parse().map_err(|_| {
+            Invalid::new(
+                "cursor",
+                "invalid_cursor",
+                "the cursor is not one this server made",
+            )
+        })?;
+        sql.push(" AND w.id > ").arg(after);
+    }
+    sql.push(" ORDER BY w.id LIMIT ").arg(limit + 1);
+    let rows: Vec<Window> = sql.fetch_all(&db.pool).await?;
+    Ok(Page::from_rows(rows, limit, |w| w.id.to_string()))
+}
+
+#[derive(Default)]
+pub struct WindowPatch {
+    pub name: Option<String>,
+    pub code: Option<String>,
+    pub is_open: Option<bool>,
+}
+
+pub async fn update_window(db: &Db, scope: &Scope, id: i64, patch: WindowPatch) -> Result<Window> {
+    if !scope.has("window.manage") {
+        return Err(StoreError::Forbidden("window.manage"));
+    }
+    let mut tx = db.begin().await?;
+    let mut sql = Sql::new(&format!("{WINDOW_SELECT} WHERE w.id = "));
+    sql.arg(id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach("window.manage"));
+    let before: Window = sql.fetch_one(&mut *tx).await?;
+    let name = patch
+        .name
+        .as_deref()
+        .map(|n| validate::required_text("name", n, 50))
+        .transpose()?
+        .unwrap_or_else(|| before.name.clone());
+    let code = patch
+        .code
+        .as_deref()
+        .map(|c| validate::code("code", c, 32))
+        .transpose()?
+        .unwrap_or_else(|| before.code.clone());
+    let is_open = patch.is_open.map_or(before.is_open, i64::from);
+    Sql::new("UPDATE windows SET name = ")
+        .arg(&name)
+        .push(", code = ")
+        .arg(&code)
+        .push(", is_open = ")
+        .arg(is_open)
+        .push(", updated_at = ")
+        .arg(now_millis())
+        .push(" WHERE id = ")
+        .arg(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match e {
+            StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
+            e => e,
+        })?;
+    let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+        .arg(before.org_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut changes = Changes::new();
+    changes
+        .field("name", &before.name, &name)
+        .field("code", &before.code, &code)
+        .field("is_open", &(before.is_open != 0), &(is_open != 0));
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "update",
+            entity: "window",
+            entity_id: Some(id),
+            summary: name,
+            changes: Some(changes),
+        },
+    )
+    .await?;
+    let after: Window = Sql::new(&format!("{WINDOW_SELECT} WHERE w.id = "))
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+// ---------------------------------------------------------------- terminals
+
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Terminal {
+    pub id: i64,
+    pub window_id: i64,
+    /// keypad, kiosk or qr
+    pub kind: String,
+    pub name: String,
+    #[serde(serialize_with = "keping_domain::ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "keping_domain::ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_seen_at: Option<i64>,
+    #[serde(serialize_with = "keping_domain::ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<i64>,
+}
+
+const TERMINAL_KINDS: [&str; 3] = ["keypad", "kiosk", "qr"];
+
+/// Registers a terminal for a window in reach. Answers it with its token, which is shown once.
+pub async fn create_terminal(
+    db: &Db,
+    scope: &Scope,
+    window_id: i64,
+    kind: &str,
+    name: Option<&str>,
+) -> Result<(Terminal, String)> {
+    if !scope.has("terminal.manage") {
+        return Err(StoreError::Forbidden("terminal.manage"));
+    }
+    if !TERMINAL_KINDS.contains(&kind) {
+        return Err(Invalid::new(
+            "kind",
+            "invalid_choice",
+            format!("kind must be keypad, kiosk or qr, not '{kind}'"),
+        )
+        .into());
+    }
+    let name = validate::optional_text("name", name, 50)?.unwrap_or_else(|| kind.to_string());
+    let mut tx = db.begin().await?;
+    let mut sql =
+        Sql::new("SELECT o.path FROM windows w JOIN orgs o ON o.id = w.org_id WHERE w.id = ");
+    sql.arg(window_id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach("terminal.manage"));
+    let (path,): (String,) = sql.fetch_optional(&mut *tx).await?.ok_or_else(|| {
+        Invalid::new(
+            "window_id",
+            "unknown_window",
+            format!("there is no window {window_id} you may add terminals to"),
+        )
+    })?;
+    let token = new_secret("kpd");
+    let id = Sql::new("INSERT INTO terminals (window_id, kind, name, digest, created_at) VALUES (")
+        .arg(window_id)
+        .push(", ")
+        .arg(kind)
+        .push(", ")
+        .arg(&name)
+        .push(", ")
+        .arg(secret_digest(&token))
+        .push(", ")
+        .arg(now_millis())
+        .push(") RETURNING id")
+        .fetch_i64(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "create",
+            entity: "terminal",
+            entity_id: Some(id),
+            summary: format!("{kind} {name}"),
+            changes: None,
+        },
+    )
+    .await?;
+    let t: Terminal = Sql::new("SELECT id, window_id, kind, name, created_at, last_seen_at, revoked_at FROM terminals WHERE id = ").arg(id).fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    Ok((t, token))
+}
+
+/// The terminal a device token belongs to, with its window's place in the tree.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Device {
+    pub terminal_id: i64,
+    pub window_id: i64,
+    pub org_id: i64,
+    pub org_path: String,
+    pub kind: String,
+    pub window_name: String,
+    pub business_type_id: Option<i64>,
+}
+
+pub async fn device(db: &Db, token: &str) -> Result<Option<Device>> {
+    Sql::new("SELECT t.id AS terminal_id, t.window_id, w.org_id, o.path AS org_path, t.kind, w.name AS window_name, w.business_type_id FROM terminals t JOIN windows w ON w.id = t.window_id JOIN orgs o ON o.id = w.org_id WHERE t.digest = ")
+        .arg(secret_digest(token))
+        .push(" AND t.revoked_at IS NULL AND o.enabled = 1")
+        .fetch_optional(&db.pool)
+        .await
+}
+
+impl Device {
+    pub fn path(&self) -> OrgPath {
+        OrgPath::parse(&self.org_path).expect("stored org paths are well formed")
+    }
+}
+
+// ---------------------------------------------------------------- duty
+
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Staff {
+    pub id: i64,
+    pub name: String,
+    pub employee_no: String,
+}
+
+/// 上岗: the person with this 工号 signs in at the terminal's window. He must belong to the window's
+/// outlet, to an org above it or below it; anyone else is unknown here. Signing in ends his duty
+/// elsewhere and whoever was on duty at this window.
+pub async fn sign_in(db: &Db, device: &Device, employee_no: &str) -> Result<Staff> {
+    let employee_no = employee_no.trim();
+    let mut tx = db.begin().await?;
+    let candidate: Option<(i64, String, String, String)> = Sql::new("SELECT u.id, u.name, u.employee_no, o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.enabled = 1 AND u.employee_no = ")
+        .arg(employee_no)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let here = device.path();
+    let staff = match candidate {
+        Some((id, name, no, path))
+            if OrgPath::parse(&path).is_some_and(|p| p.contains(&here) || here.contains(&p)) =>
+        {
+            Staff {
+                id,
+                name,
+                employee_no: no,
+            }
+        }
+        _ => return Err(StoreError::NotFound),
+    };
+    let now = now_millis();
+    Sql::new("UPDATE duties SET ended_at = ")
+        .arg(now)
+        .push(", end_reason = 'moved' WHERE ended_at IS NULL AND staff_id = ")
+        .arg(staff.id)
+        .execute(&mut *tx)
+        .await?;
+    Sql::new("UPDATE duties SET ended_at = ")
+        .arg(now)
+        .push(", end_reason = 'replaced' WHERE ended_at IS NULL AND window_id = ")
+        .arg(device.window_id)
+        .execute(&mut *tx)
+        .await?;
+    Sql::new("INSERT INTO duties (window_id, staff_id, started_at) VALUES (")
+        .arg(device.window_id)
+        .push(", ")
+        .arg(staff.id)
+        .push(", ")
+        .arg(now)
+        .push(")")
+        .execute(&mut *tx)
+        .await?;
+    touch(&mut tx, device, now).await?;
+    tx.commit().await?;
+    Ok(staff)
+}
+
+pub async fn sign_out(db: &Db, device: &Device) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let now = now_millis();
+    Sql::new("UPDATE duties SET ended_at = ")
+        .arg(now)
+        .push(", end_reason = 'signed_out' WHERE ended_at IS NULL AND window_id = ")
+        .arg(device.window_id)
+        .execute(&mut *tx)
+        .await?;
+    touch(&mut tx, device, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn touch(tx: &mut Transaction<'static, Any>, device: &Device, now: Millis) -> Result<()> {
+    Sql::new("UPDATE terminals SET last_seen_at = ")
+        .arg(now)
+        .push(" WHERE id = ")
+        .arg(device.terminal_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Serialises work on one window across connections and instances (PostgreSQL); SQLite's
+/// immediate transactions serialise all writers already.
+async fn lock_window(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    window_id: i64,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        Sql::new("SELECT id FROM windows WHERE id = ")
+            .arg(window_id)
+            .push(" FOR UPDATE")
+            .fetch_optional::<(i64,), _>(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- services
+
+/// Start: a service begins at the window, served by whoever is on duty. The open prompt of the
+/// previous service closes unrated. A service already in progress is a conflict.
+pub async fn start_service(db: &Db, device: &Device) -> Result<i64> {
+    let mut tx = db.begin().await?;
+    lock_window(&mut tx, db.backend, device.window_id).await?;
+    let running: Option<(i64,)> =
+        Sql::new("SELECT id FROM services WHERE ended_at IS NULL AND window_id = ")
+            .arg(device.window_id)
+            .push(" LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some((id,)) = running {
+        return Err(StoreError::conflict(
+            "service",
+            "service_in_progress",
+            format!("service {id} is still in progress at this window; end it first"),
+        ));
+    }
+    let now = now_millis();
+    let staff: Option<(i64,)> =
+        Sql::new("SELECT staff_id FROM duties WHERE ended_at IS NULL AND window_id = ")
+            .arg(device.window_id)
+            .push(" LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let id = Sql::new(
+        "INSERT INTO services (window_id, org_id, staff_id, business_type_id, started_at) VALUES (",
+    )
+    .arg(device.window_id)
+    .push(", ")
+    .arg(device.org_id)
+    .push(", ")
+    .arg(staff.map(|(s,)| s))
+    .push(", ")
+    .arg(device.business_type_id)
+    .push(", ")
+    .arg(now)
+    .push(") RETURNING id")
+    .fetch_i64(&mut *tx)
+    .await?;
+    touch(&mut tx, device, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// End: the service ends and its rating prompt opens.
+pub async fn end_service(db: &Db, device: &Device, service_id: i64) -> Result<()> {
+    let mut tx = db.begin().await?;
+    lock_window(&mut tx, db.backend, device.window_id).await?;
+    let found: Option<(Option<i64>,)> = Sql::new("SELECT ended_at FROM services WHERE id = ")
+        .arg(service_id)
+        .push(" AND window_id = ")
+        .arg(device.window_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match found {
+        None => return Err(StoreError::NotFound),
+        Some((Some(_),)) => {
+            return Err(StoreError::conflict(
+                "service",
+                "service_ended",
+                format!("service {service_id} has ended already"),
+            ))
+        }
+        Some((None,)) => {}
+    }
+    let now = now_millis();
+    Sql::new("UPDATE services SET ended_at = ")
+        .arg(now)
+        .push(" WHERE id = ")
+        .arg(service_id)
+        .execute(&mut *tx)
+        .await?;
+    touch(&mut tx, device, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- presses
+
+pub struct PressInput {
+    pub key: String,
+    pub idempotency_key: String,
+    pub pressed_at: Millis,
+    pub sent_at: Option<Millis>,
+    pub phone: Option<String>,
+    pub negative_reason: Option<String>,
+}
+
+impl PressInput {
+    /// What makes two uploads "the same press": the body, not the moment it was sent.
+    fn digest(&self) -> String {
+        secret_digest(&format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            self.key,
+            self.pressed_at,
+            self.phone.as_deref().unwrap_or(""),
+            self.negative_reason.as_deref().unwrap_or("")
+        ))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PressOutcome {
+    pub press_id: i64,
+    pub counted: bool,
+    /// null when counted; else already_rated, duplicate_interval, no_prompt or too_old
+    pub reason: Option<String>,
+    pub rating_id: Option<i64>,
+    #[serde(skip)]
+    pub replay: bool,
+    /// Set when this press made a negative rating: the follow-up it opened.
+    #[serde(skip)]
+    pub follow_up_id: Option<i64>,
+    #[serde(skip)]
+    pub polarity: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredPress {
+    id: i64,
+    body_digest: String,
+    counted: i64,
+    reason: Option<String>,
+    rating_id: Option<i64>,
+}
+
+/// Records a press exactly once per idempotency key and decides whether it counts.
+pub async fn press(db: &Db, device: &Device, input: PressInput) -> Result<PressOutcome> {
+    let idem = validate::required_text("idempotency_key", &input.idempotency_key, 100)?;
+    let phone = match input
+        .phone
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        Some(p)
+            if p.len() <= 20
+                && p.chars()
+                    .all(|c| c.is_ascii_digit() || c == '-' || c == '+')
+                && p.chars().filter(char::is_ascii_digit).count() >= 7 =>
+        {
+            Some(p.to_string())
+        }
+        Some(p) => {
+            return Err(Invalid::new(
+                "phone",
+                "invalid_phone",
+                format!("'{p}' is not a phone number"),
+            )
+            .into())
+        }
+        None => None,
+    };
+    let digest = input.digest();
+    let mut tx = db.begin().await?;
+    lock_window(&mut tx, db.backend, device.window_id).await?;
+    let stored: Option<StoredPress> = Sql::new(
+        "SELECT id, body_digest, counted, reason, rating_id FROM presses WHERE terminal_id = ",
+    )
+    .arg(device.terminal_id)
+    .push(" AND idempotency_key = ")
+    .arg(&idem)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(p) = stored {
+        if p.body_digest != digest {
+            return Err(StoreError::conflict(
+                "idempotency_key",
+                "idempotency_conflict",
+                "this idempotency key was used for a different press",
+            ));
+        }
+        return Ok(PressOutcome {
+            press_id: p.id,
+            counted: p.counted != 0,
+            reason: p.reason,
+            rating_id: p.rating_id,
+            replay: true,
+            follow_up_id: None,
+            polarity: None,
+        });
+    }
+    let settings = settings_for(&mut *tx, &device.path()).await?;
+    let option = settings.option(&input.key).cloned().ok_or_else(|| {
+        let keys: Vec<&str> = settings.options.iter().map(|o| o.key.as_str()).collect();
+        Invalid::new(
+            "key",
+            "unknown_key",
+            format!(
+                "'{}' is not a rating option here; the options are {}",
+                input.key,
+                keys.join(", ")
+            ),
+        )
+    })?;
+    let negative_reason =
+        validate::optional_text("negative_reason", input.negative_reason.as_deref(), 20)?;
+    let received_at = now_millis();
+    let (effective_at, decision) =
+        match rules::effective_time(input.pressed_at, input.sent_at, received_at) {
+            PressTime::TooOld => (None, Decision::Keep("too_old")),
+            PressTime::At(t) => {
+                let state = prompt_state(&mut tx, device.window_id, t, &settings).await?;
+                (Some(t), rules::decide(&state, &settings))
+            }
+        };
+    let service_id = match decision {
+        Decision::Count(s) => s,
+        Decision::Keep(_) => None,
+    };
+    let press_id = Sql::new("INSERT INTO presses (terminal_id, window_id, idempotency_key, body_digest, key, pressed_at, sent_at, received_at, effective_at, service_id, counted, reason) VALUES (")
+        .arg(device.terminal_id)
+        .push(", ")
+        .arg(device.window_id)
+        .push(", ")
+        .arg(&idem)
+        .push(", ")
+        .arg(&digest)
+        .push(", ")
+        .arg(&input.key)
+        .push(", ")
+        .arg(input.pressed_at)
+        .push(", ")
+        .arg(input.sent_at)
+        .push(", ")
+        .arg(received_at)
+        .push(", ")
+        .arg(effective_at)
+        .push(", ")
+        .arg(service_id)
+        .push(", ")
+        .arg(matches!(decision, Decision::Count(_)))
+        .push(", ")
+        .arg(match decision {
+            Decision::Keep(r) => Some(r),
+            Decision::Count(_) => None,
+        })
+        .push(") RETURNING id")
+        .fetch_i64(&mut *tx)
+        .await?;
+    let mut outcome = PressOutcome {
+        press_id,
+        counted: false,
+        reason: None,
+        rating_id: None,
+        replay: false,
+        follow_up_id: None,
+        polarity: None,
+    };
+    match decision {
+        Decision::Keep(reason) => outcome.reason = Some(reason.to_string()),
+        Decision::Count(service) => {
+            let rated_at = effective_at.expect("a counted press has a time");
+            let staff_id = match service {
+                Some(s) => {
+                    Sql::new("SELECT staff_id FROM services WHERE id = ")
+                        .arg(s)
+                        .fetch_one::<(Option<i64>,), _>(&mut *tx)
+                        .await?
+                        .0
+                }
+                None => Sql::new("SELECT staff_id FROM duties WHERE window_id = ")
+                    .arg(device.window_id)
+                    .push(" AND started_at <= ")
+                    .arg(rated_at)
+                    .push(" AND (ended_at IS NULL OR ended_at > ")
+                    .arg(rated_at)
+                    .push(") ORDER BY started_at DESC LIMIT 1")
+                    .fetch_optional::<(i64,), _>(&mut *tx)
+                    .await?
+                    .map(|(s,)| s),
+            };
+            let negative = option.polarity == rules::Polarity::Negative;
+            let rating_id = Sql::new("INSERT INTO ratings (press_id, service_id, window_id, org_id, staff_id, business_type_id, key, label, polarity, negative_reason, phone, rated_at) VALUES (")
+                .arg(press_id)
+                .push(", ")
+                .arg(service)
+                .push(", ")
+                .arg(device.window_id)
+                .push(", ")
+                .arg(device.org_id)
+                .push(", ")
+                .arg(staff_id)
+                .push(", ")
+                .arg(device.business_type_id)
+                .push(", ")
+                .arg(&option.key)
+                .push(", ")
+                .arg(&option.label)
+                .push(", ")
+                .arg(option.polarity.code())
+                .push(", ")
+                .arg(if negative { negative_reason } else { None })
+                .push(", ")
+                .arg(if negative { phone } else { None })
+                .push(", ")
+                .arg(rated_at)
+                .push(") RETURNING id")
+                .fetch_i64(&mut *tx)
+                .await?;
+            Sql::new("UPDATE presses SET rating_id = ")
+                .arg(rating_id)
+                .push(" WHERE id = ")
+                .arg(press_id)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(s) = service {
+                Sql::new("UPDATE services SET rating_id = ")
+                    .arg(rating_id)
+                    .push(" WHERE id = ")
+                    .arg(s)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if negative {
+                outcome.follow_up_id = Some(
+                    Sql::new("INSERT INTO follow_ups (rating_id, org_id, window_id, staff_id, status, created_at) VALUES (")
+                        .arg(rating_id)
+                        .push(", ")
+                        .arg(device.org_id)
+                        .push(", ")
+                        .arg(device.window_id)
+                        .push(", ")
+                        .arg(staff_id)
+                        .push(", 'open', ")
+                        .arg(received_at)
+                        .push(") RETURNING id")
+                        .fetch_i64(&mut *tx)
+                        .await?,
+                );
+            }
+            outcome.counted = true;
+            outcome.rating_id = Some(rating_id);
+            outcome.polarity = Some(option.polarity.code().to_string());
+        }
+    }
+    touch(&mut tx, device, received_at).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// The window at moment `t`: the prompt open then (if any, and whether it is rated) and whether a
+/// counted bare press lies within the press interval.
+async fn prompt_state(
+    tx: &mut Transaction<'static, Any>,
+    window_id: i64,
+    t: Millis,
+    settings: &EvaluationSettings,
+) -> Result<PromptState> {
+    let last: Option<(i64, i64, Option<i64>)> =
+        Sql::new("SELECT id, ended_at, rating_id FROM services WHERE window_id = ")
+            .arg(window_id)
+            .push(" AND ended_at IS NOT NULL AND ended_at <= ")
+            .arg(t)
+            .push(" ORDER BY ended_at DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let open_prompt = match last {
+        Some((id, ended_at, rating_id)) => {
+            let next_start: Option<(i64,)> =
+                Sql::new("SELECT started_at FROM services WHERE window_id = ")
+                    .arg(window_id)
+                    .push(" AND started_at > ")
+                    .arg(ended_at)
+                    .push(" ORDER BY started_at LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            rules::prompt_open_at(
+                ended_at,
+                next_start.map(|(s,)| s),
+                settings.rating_timeout_seconds,
+                t,
+            )
+            .then_some((id, rating_id.is_some()))
+        }
+        None => None,
+    };
+    let interval = settings.press_interval_seconds * 1000;
+    let bare_press_nearby = open_prompt.is_none()
+        && settings.bare_presses_count
+        && Sql::new("SELECT id FROM ratings WHERE window_id = ")
+            .arg(window_id)
+            .push(" AND service_id IS NULL AND rated_at > ")
+            .arg(t - interval)
+            .push(" AND rated_at < ")
+            .arg(t + interval)
+            .push(" LIMIT 1")
+            .fetch_optional::<(i64,), _>(&mut **tx)
+            .await?
+            .is_some();
+    Ok(PromptState {
+        open_prompt,
+        bare_press_nearby,
+    })
+}

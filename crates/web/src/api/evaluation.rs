@@ -1,0 +1,256 @@
+//! Windows, terminals and evaluation settings, for the people who run the counters.
+
+use crate::auth::Caller;
+use crate::error::{page_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use keping_domain::evaluation::{EvaluationSettings, Polarity, RatingOption};
+use keping_store::evaluation::{
+    self as store, NewWindow, Terminal, Window, WindowFilter, WindowPatch,
+};
+use keping_store::Page;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_windows, create_window))
+        .routes(routes!(get_window, update_window))
+        .routes(routes!(create_terminal))
+        .routes(routes!(get_settings, put_settings))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateWindow {
+    /// The outlet the window belongs to.
+    org_id: i64,
+    name: String,
+    /// Unique within the outlet.
+    code: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/windows", tag = "evaluation", security(("bearer" = [])), request_body = CreateWindow,
+    responses((status = 201, body = Window), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_window(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateWindow>,
+) -> Result<(StatusCode, Json<Window>), ApiError> {
+    let w = store::create_window(
+        &state.db,
+        &caller.scope,
+        NewWindow {
+            org_id: body.org_id,
+            name: body.name,
+            code: body.code,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(w)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct WindowQuery {
+    q: Option<String>,
+    /// Only windows in this org's subtree.
+    org_id: Option<i64>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/windows", tag = "evaluation", security(("bearer" = [])), params(WindowQuery),
+    responses((status = 200, body = Page<Window>), (status = 403, body = ErrorBody)))]
+async fn list_windows(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<WindowQuery>,
+) -> Result<Json<Page<Window>>, ApiError> {
+    let filter = WindowFilter {
+        q: q.q,
+        org_id: q.org_id,
+    };
+    Ok(Json(
+        store::windows(
+            &state.db,
+            &caller.scope,
+            &filter,
+            page_limit(q.limit)?,
+            q.cursor.as_deref(),
+        )
+        .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/windows/{id}", tag = "evaluation", security(("bearer" = [])), responses((status = 200, body = Window), (status = 404, body = ErrorBody)))]
+async fn get_window(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Window>, ApiError> {
+    Ok(Json(store::window(&state.db, &caller.scope, id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateWindow {
+    name: Option<String>,
+    code: Option<String>,
+    /// false closes the window (增加窗口 / 关闭窗口).
+    is_open: Option<bool>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/windows/{id}", tag = "evaluation", security(("bearer" = [])), request_body = UpdateWindow,
+    responses((status = 200, body = Window), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_window(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<UpdateWindow>,
+) -> Result<Json<Window>, ApiError> {
+    let patch = WindowPatch {
+        name: body.name,
+        code: body.code,
+        is_open: body.is_open,
+    };
+    Ok(Json(
+        store::update_window(&state.db, &caller.scope, id, patch).await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateTerminal {
+    window_id: i64,
+    /// keypad, kiosk or qr
+    kind: String,
+    name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedTerminal {
+    id: i64,
+    /// The terminal's bearer token for the device API; shown this once.
+    token: String,
+    terminal: Terminal,
+}
+
+/// Register a terminal for a window; its token is shown once.
+#[utoipa::path(post, path = "/api/v1/terminals", tag = "evaluation", security(("bearer" = [])), request_body = CreateTerminal,
+    responses((status = 201, body = CreatedTerminal), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_terminal(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateTerminal>,
+) -> Result<(StatusCode, Json<CreatedTerminal>), ApiError> {
+    let (terminal, token) = store::create_terminal(
+        &state.db,
+        &caller.scope,
+        body.window_id,
+        &body.kind,
+        body.name.as_deref(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedTerminal {
+            id: terminal.id,
+            token,
+            terminal,
+        }),
+    ))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct OptionBody {
+    key: String,
+    label: String,
+    label_en: Option<String>,
+    /// positive, neutral or negative
+    polarity: String,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct SettingsBody {
+    press_interval_seconds: i64,
+    rating_timeout_seconds: i64,
+    /// Whether presses without an open prompt count (plain keypads without Start/End).
+    #[serde(default)]
+    bare_presses_count: bool,
+    options: Vec<OptionBody>,
+    #[serde(default)]
+    negative_reasons: Vec<String>,
+}
+
+impl SettingsBody {
+    fn into_settings(self) -> Result<EvaluationSettings, ApiError> {
+        let mut options = Vec::new();
+        for (i, o) in self.options.into_iter().enumerate() {
+            let polarity = Polarity::parse(&o.polarity).ok_or_else(|| {
+                ApiError::invalid(
+                    &format!("options[{i}].polarity"),
+                    "invalid_choice",
+                    "polarity must be positive, neutral or negative",
+                )
+            })?;
+            options.push(RatingOption {
+                key: o.key,
+                label: o.label,
+                label_en: o.label_en,
+                polarity,
+            });
+        }
+        Ok(EvaluationSettings {
+            press_interval_seconds: self.press_interval_seconds,
+            rating_timeout_seconds: self.rating_timeout_seconds,
+            bare_presses_count: self.bare_presses_count,
+            options,
+            negative_reasons: self.negative_reasons,
+        })
+    }
+
+    fn from_settings(s: EvaluationSettings) -> Self {
+        SettingsBody {
+            press_interval_seconds: s.press_interval_seconds,
+            rating_timeout_seconds: s.rating_timeout_seconds,
+            bare_presses_count: s.bare_presses_count,
+            options: s
+                .options
+                .into_iter()
+                .map(|o| OptionBody {
+                    key: o.key,
+                    label: o.label,
+                    label_en: o.label_en,
+                    polarity: o.polarity.code().to_string(),
+                })
+                .collect(),
+            negative_reasons: s.negative_reasons,
+        }
+    }
+}
+
+/// The settings in force for an org (its own or inherited).
+#[utoipa::path(get, path = "/api/v1/orgs/{id}/evaluation-settings", tag = "evaluation", security(("bearer" = [])), responses((status = 200, body = SettingsBody), (status = 404, body = ErrorBody)))]
+async fn get_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<SettingsBody>, ApiError> {
+    Ok(Json(SettingsBody::from_settings(
+        store::settings(&state.db, &caller.scope, id).await?,
+    )))
+}
+
+/// Set an org's rating options, time limit and press interval; inherited by its subtree.
+/// Past ratings keep the label and polarity they were given under.
+#[utoipa::path(put, path = "/api/v1/orgs/{id}/evaluation-settings", tag = "evaluation", security(("bearer" = [])), request_body = SettingsBody,
+    responses((status = 200, body = SettingsBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn put_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<SettingsBody>,
+) -> Result<Json<SettingsBody>, ApiError> {
+    let saved = store::put_settings(&state.db, &caller.scope, id, &body.into_settings()?).await?;
+    Ok(Json(SettingsBody::from_settings(saved)))
+}
