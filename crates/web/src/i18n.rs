@@ -50,6 +50,20 @@ impl Locale {
         rust_i18n::t!(key, locale = self.code()).into_owned()
     }
 
+    /// The text for `key`, or None when the catalogue has no such key (for codes that come from data).
+    pub fn try_t(self, key: &str) -> Option<String> {
+        crate::_rust_i18n_try_translate(self.code(), key).map(std::borrow::Cow::into_owned)
+    }
+
+    /// One of two texts that come with the data (permission and data level names), not the catalogue.
+    pub fn pick<'a>(self, zh: &'a str, en: &'a str) -> &'a str {
+        if self.is_en() {
+            en
+        } else {
+            zh
+        }
+    }
+
     pub fn is_en(self) -> bool {
         self == Locale::En
     }
@@ -72,5 +86,7 @@ mod tests {
         assert_eq!(Locale::from_accept_language(None), Locale::Zh);
         assert_eq!(Locale::En.t("nav.orgs"), "Orgs");
         assert_eq!(Locale::Zh.t("nav.orgs"), "机构设置");
+        assert_eq!(Locale::En.try_t("nav.orgs").as_deref(), Some("Orgs"));
+        assert_eq!(Locale::En.try_t("no.such.key"), None);
     }
 }

@@ -1,5 +1,5 @@
 // Small behaviours shared by all pages: remember where the language switch was pressed,
-// and ask before any form marked data-confirm is sent.
+// ask before any form marked data-confirm is sent, tick a whole group at once, copy a secret.
 document.addEventListener('DOMContentLoaded', () => {
   document.querySelectorAll('[data-back]').forEach((el) => { el.value = location.pathname + location.search; });
 });
@@ -7,3 +7,24 @@ document.addEventListener('submit', (e) => {
   const msg = e.target.getAttribute('data-confirm');
   if (msg && !window.confirm(msg)) { e.preventDefault(); }
 }, true);
+// a [data-check-all] box ticks every box of its [data-check-group], and follows them when they change
+document.addEventListener('change', (e) => {
+  const group = e.target.closest('[data-check-group]');
+  if (!group) return;
+  const all = group.querySelector('[data-check-all]');
+  const boxes = group.querySelectorAll('input[type=checkbox]:not([data-check-all])');
+  if (e.target === all) {
+    boxes.forEach((b) => { b.checked = all.checked; });
+  } else {
+    all.checked = Array.from(boxes).every((b) => b.checked);
+  }
+});
+document.addEventListener('click', (e) => {
+  const button = e.target.closest('[data-copy]');
+  if (!button) return;
+  const field = document.querySelector(button.getAttribute('data-copy'));
+  field.select();
+  // the clipboard API needs a secure context; elsewhere the text stays selected for Ctrl+C
+  if (navigator.clipboard) { navigator.clipboard.writeText(field.value).catch(() => {}); }
+  button.textContent = button.getAttribute('data-copied');
+});

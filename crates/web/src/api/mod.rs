@@ -1,6 +1,6 @@
 //! `/api/v1`: JSON, described by the OpenAPI document at `/api/openapi.json`.
 
-mod accounts;
+pub(crate) mod accounts;
 mod audit;
 mod auth;
 mod device;

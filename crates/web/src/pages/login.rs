@@ -67,6 +67,14 @@ pub async fn form(headers: HeaderMap, Query(q): Query<Next>) -> Response {
     }
 }
 
+/// The browser's session cookie, for a login and for the new session after a password change.
+pub fn session_cookie(secret: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        tokens::SESSION_DAYS * 86_400
+    )
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     username: String,
@@ -82,13 +90,11 @@ pub async fn submit(
     let locale = visitor_locale(&headers);
     let next = safe_next(f.next.as_deref());
     match attempt(&state, &f.username, &f.password, "browser").await {
-        Ok((secret, ..)) => {
-            let cookie = format!(
-                "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                tokens::SESSION_DAYS * 86_400
-            );
-            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
-        }
+        Ok((secret, ..)) => (
+            [(header::SET_COOKIE, session_cookie(&secret))],
+            Redirect::to(&next),
+        )
+            .into_response(),
         Err(e) => {
             let error = match e {
                 LoginError::WrongPair => locale.t("login.wrong_pair"),
