@@ -7,6 +7,7 @@ mod api_auth;
 mod api_org;
 mod api_people;
 mod api_scope;
+mod browser;
 
 pub use harness::{Backend, TestApp};
 
