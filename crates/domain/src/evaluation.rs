@@ -269,8 +269,10 @@ mod tests {
         let mut s = EvaluationSettings::default();
         s.options.truncate(1);
         assert_eq!(s.validate().unwrap_err().field, "options");
-        let mut s = EvaluationSettings::default();
-        s.rating_timeout_seconds = 0;
+        let s = EvaluationSettings {
+            rating_timeout_seconds: 0,
+            ..Default::default()
+        };
         assert_eq!(s.validate().unwrap_err().field, "rating_timeout_seconds");
         let mut s = EvaluationSettings::default();
         s.options
