@@ -33,7 +33,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<(AppState, Option<String
         tokio::task::spawn_blocking(move || (auth::hash_password(&password), password)).await?;
     let created = accounts::bootstrap(&db, &hash.0).await?;
     let shown = (created && generated).then_some(hash.1);
-    Ok((AppState { db }, shown))
+    Ok((AppState::new(db), shown))
 }
 
 /// A server running in the background: its address and a switch to stop it.

@@ -969,3 +969,135 @@ async fn prompt_state(
         bare_press_nearby,
     })
 }
+
+// ---------------------------------------------------------------- ratings
+
+/// A counted rating as a manager sees it.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Rating {
+    pub id: i64,
+    pub service_id: Option<i64>,
+    pub window_id: i64,
+    pub window_name: String,
+    pub org_id: i64,
+    pub org_name: String,
+    pub staff_id: Option<i64>,
+    pub staff_name: Option<String>,
+    pub key: String,
+    /// As configured when the rating was given.
+    pub label: String,
+    pub polarity: String,
+    /// Only for roles with negative.view.
+    pub negative_reason: Option<String>,
+    /// Masked (138****5678) for roles without phone.view; only for roles with negative.view.
+    pub phone: Option<String>,
+    #[serde(serialize_with = "keping_domain::ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub rated_at: i64,
+}
+
+#[derive(Default)]
+pub struct RatingFilter {
+    pub org_id: Option<i64>,
+    pub window_id: Option<i64>,
+    pub polarity: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+/// 138****5678: enough to recognise a caller, not enough to call him (PIPL).
+pub fn mask_phone(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().collect();
+    if chars.len() <= 7 {
+        return "*".repeat(chars.len());
+    }
+    let keep_end = 4;
+    let keep_start = 3;
+    chars[..keep_start]
+        .iter()
+        .chain(std::iter::repeat_n(
+            &'*',
+            chars.len() - keep_start - keep_end,
+        ))
+        .chain(&chars[chars.len() - keep_end..])
+        .collect()
+}
+
+/// Ratings within the caller's statistics reach, newest first.
+pub async fn ratings(
+    db: &Db,
+    scope: &Scope,
+    filter: &RatingFilter,
+    limit: i64,
+    cursor: Option<&str>,
+) -> Result<Page<Rating>> {
+    if !scope.has("stats.view") {
+        return Err(StoreError::Forbidden("stats.view"));
+    }
+    let reach = scope.reach("stats.view");
+    let mut sql = Sql::new(
+        "SELECT r.id, r.service_id, r.window_id, w.name AS window_name, r.org_id, o.name AS org_name, r.staff_id, u.name AS staff_name, r.key, r.label, r.polarity, r.negative_reason, r.phone, r.rated_at \
+         FROM ratings r JOIN windows w ON w.id = r.window_id JOIN orgs o ON o.id = r.org_id LEFT JOIN users u ON u.id = r.staff_id WHERE ",
+    );
+    sql.reach("o.path", &reach);
+    if let Some(org_id) = filter.org_id {
+        let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+            .arg(org_id)
+            .fetch_optional(&db.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let path = OrgPath::parse(&path).expect("stored org paths are well formed");
+        if !reach.contains(&path) {
+            return Err(StoreError::NotFound);
+        }
+        let (lo, hi) = path.subtree_range();
+        sql.push(" AND o.path >= ")
+            .arg(lo)
+            .push(" AND o.path < ")
+            .arg(hi);
+    }
+    if let Some(w) = filter.window_id {
+        sql.push(" AND r.window_id = ").arg(w);
+    }
+    if let Some(p) = &filter.polarity {
+        sql.push(" AND r.polarity = ").arg(p);
+    }
+    if let Some(f) = filter.from_ms {
+        sql.push(" AND r.rated_at >= ").arg(f);
+    }
+    if let Some(t) = filter.to_ms {
+        sql.push(" AND r.rated_at < ").arg(t);
+    }
+    if let Some(after) = decode_cursor(cursor)? {
+        let after: i64 = after.parse().map_err(|_| {
+            Invalid::new(
+                "cursor",
+                "invalid_cursor",
+                "the cursor is not one this server made",
+            )
+        })?;
+        sql.push(" AND r.id < ").arg(after);
+    }
+    sql.push(" ORDER BY r.id DESC LIMIT ").arg(limit + 1);
+    let mut rows: Vec<Rating> = sql.fetch_all(&db.pool).await?;
+    let (details, full_phone) = (scope.has("negative.view"), scope.has("phone.view"));
+    for r in &mut rows {
+        if !details {
+            r.negative_reason = None;
+            r.phone = None;
+        } else if !full_phone {
+            r.phone = r.phone.as_deref().map(mask_phone);
+        }
+    }
+    Ok(Page::from_rows(rows, limit, |r| r.id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn phones_are_masked() {
+        assert_eq!(super::mask_phone("13800135678"), "138****5678");
+        assert_eq!(super::mask_phone("010-65001234"), "010*****1234");
+        assert_eq!(super::mask_phone("12345"), "*****");
+    }
+}

@@ -31,6 +31,17 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Requests per terminal, so one misbehaving device cannot flood the server.
+    pub device_limiter: std::sync::Arc<governor::DefaultKeyedRateLimiter<i64>>,
+}
+
+impl AppState {
+    pub fn new(db: Db) -> AppState {
+        AppState {
+            db,
+            device_limiter: api::device::limiter(),
+        }
+    }
 }
 
 /// The whole application: API, pages, assets, health and metrics, with tracing and request ids.

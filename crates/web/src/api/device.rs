@@ -12,7 +12,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use keping_store::evaluation::{self as store, Device, PressInput, PressOutcome, Staff};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -26,14 +26,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Per terminal: 20 requests a second with bursts of 60 — far above any counter, far below a flood.
-fn limiter() -> &'static Arc<DefaultKeyedRateLimiter<i64>> {
-    static LIMITER: OnceLock<Arc<DefaultKeyedRateLimiter<i64>>> = OnceLock::new();
-    LIMITER.get_or_init(|| {
-        Arc::new(RateLimiter::keyed(
-            Quota::per_second(NonZeroU32::new(20).expect("20 > 0"))
-                .allow_burst(NonZeroU32::new(60).expect("60 > 0")),
-        ))
-    })
+pub fn limiter() -> Arc<DefaultKeyedRateLimiter<i64>> {
+    Arc::new(RateLimiter::keyed(
+        Quota::per_second(NonZeroU32::new(20).expect("20 > 0"))
+            .allow_burst(NonZeroU32::new(60).expect("60 > 0")),
+    ))
 }
 
 /// A terminal, authenticated by its token and within its rate limit.
@@ -60,7 +57,7 @@ impl FromRequestParts<AppState> for Terminal {
                 "a valid terminal token is required",
             )
         })?;
-        if limiter().check_key(&device.terminal_id).is_err() {
+        if state.device_limiter.check_key(&device.terminal_id).is_err() {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

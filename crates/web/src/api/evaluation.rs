@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use keping_domain::evaluation::{EvaluationSettings, Polarity, RatingOption};
 use keping_store::evaluation::{
-    self as store, NewWindow, Terminal, Window, WindowFilter, WindowPatch,
+    self as store, NewWindow, Rating, RatingFilter, Terminal, Window, WindowFilter, WindowPatch,
 };
 use keping_store::Page;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,50 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_window, update_window))
         .routes(routes!(create_terminal))
         .routes(routes!(get_settings, put_settings))
+        .routes(routes!(list_ratings))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct RatingQuery {
+    /// Only ratings in this org's subtree.
+    org_id: Option<i64>,
+    window_id: Option<i64>,
+    /// positive, neutral or negative
+    polarity: Option<String>,
+    /// RFC 3339; ratings at or after.
+    from: Option<String>,
+    /// RFC 3339; ratings before.
+    to: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Counted ratings, newest first. Negative details (reason, phone) only for roles with
+/// negative.view; phone numbers masked for roles without phone.view.
+#[utoipa::path(get, path = "/api/v1/ratings", tag = "evaluation", security(("bearer" = [])), params(RatingQuery),
+    responses((status = 200, body = Page<Rating>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_ratings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<RatingQuery>,
+) -> Result<Json<Page<Rating>>, ApiError> {
+    let filter = RatingFilter {
+        org_id: q.org_id,
+        window_id: q.window_id,
+        polarity: q.polarity,
+        from_ms: crate::api::audit::parse_time("from", q.from.as_deref())?,
+        to_ms: crate::api::audit::parse_time("to", q.to.as_deref())?,
+    };
+    Ok(Json(
+        store::ratings(
+            &state.db,
+            &caller.scope,
+            &filter,
+            page_limit(q.limit)?,
+            q.cursor.as_deref(),
+        )
+        .await?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

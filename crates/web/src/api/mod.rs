@@ -1,9 +1,9 @@
 //! `/api/v1`: JSON, described by the OpenAPI document at `/api/openapi.json`.
 
 pub(crate) mod accounts;
-mod audit;
+pub(crate) mod audit;
 mod auth;
-mod device;
+pub(crate) mod device;
 mod evaluation;
 mod org;
 mod tokens;
