@@ -33,7 +33,8 @@ fn unique() -> String {
     )
 }
 
-/// Drops the databases earlier runs left behind, once per test binary.
+/// Drops the databases earlier runs left behind, once per test binary. Names carry their creation
+/// time (see `unique`), so databases of test runs still going on beside this one are left alone.
 async fn sweep_pg(admin_url: &str) {
     static SWEPT: OnceCell<()> = OnceCell::const_new();
     SWEPT
@@ -42,7 +43,7 @@ async fn sweep_pg(admin_url: &str) {
             let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await else {
                 return;
             };
-            let me = format!("keping_t_{}_", std::process::id());
+            let hour_ago = chrono::Utc::now().timestamp_micros() - 3_600_000_000;
             let rows =
                 sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'keping_t_%'")
                     .fetch_all(&mut conn)
@@ -50,7 +51,8 @@ async fn sweep_pg(admin_url: &str) {
                     .unwrap_or_default();
             for r in rows {
                 let name: String = r.get(0);
-                if !name.starts_with(&me) {
+                let created = name.split('_').nth(3).and_then(|t| t.parse::<i64>().ok());
+                if created.is_some_and(|t| t < hour_ago) {
                     let _ =
                         sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                             .execute(&mut conn)
