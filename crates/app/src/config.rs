@@ -16,6 +16,10 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// A tracing filter such as `info` or `keping=debug,sqlx=warn`.
     pub log: String,
+    /// SMTP server for e-mail alerts, e.g. `smtps://user:password@smtp.example.cn:465`.
+    pub smtp_url: Option<String>,
+    /// Sender of e-mail alerts, e.g. `客评 <alerts@example.cn>`.
+    pub smtp_from: Option<String>,
 }
 
 impl Default for Config {
@@ -26,6 +30,8 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             admin_password: None,
             log: "info".into(),
+            smtp_url: None,
+            smtp_from: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod notify;
 
 use anyhow::Context;
 use config::Config;
@@ -36,12 +37,14 @@ pub async fn prepare(config: &Config) -> anyhow::Result<(AppState, Option<String
     Ok((AppState::new(db), shown))
 }
 
-/// A server running in the background: its address and a switch to stop it.
+/// A server and its workers running in the background: its address and a switch to stop them.
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop_workers: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -49,19 +52,23 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        let _ = self.stop_workers.send(true);
         let _ = (&mut self.task).await;
+        for w in self.workers.drain(..) {
+            let _ = w.await;
+        }
     }
 }
 
-/// Binds (port 0 picks a free one) and serves until stopped.
-pub async fn start(state: AppState, bind: &str) -> anyhow::Result<Running> {
-    let listener = TcpListener::bind(bind)
+/// Binds (port 0 picks a free one), serves and runs the workers until stopped.
+pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(&config.bind)
         .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = keping_web::app(state.clone());
@@ -73,10 +80,26 @@ pub async fn start(state: AppState, bind: &str) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "server stopped with an error");
         }
     });
+    let mailer = match (&config.smtp_url, &config.smtp_from) {
+        (Some(url), Some(from)) => Some(
+            notify::Mailer::new(url, from)
+                .context("KEPING_SMTP_URL or KEPING_SMTP_FROM is not valid")?,
+        ),
+        _ => None,
+    };
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let outbox = notify::Worker {
+        db: state.db.clone(),
+        wake: state.outbox_wake.clone(),
+        mailer,
+    };
+    let workers = vec![tokio::spawn(outbox.run(workers_stopped))];
     Ok(Running {
         addr,
         state,
         stop: Some(stop),
+        stop_workers,
         task,
+        workers,
     })
 }

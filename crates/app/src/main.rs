@@ -130,7 +130,7 @@ async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
             None => println!("demo organisation already present"),
         }
     }
-    let running = start(state, &config.bind).await?;
+    let mut running = start(state, &config).await?;
     tracing::info!(url = %running.url(), database = %config.database_url_for_display(), "keping is serving");
     println!("keping is serving on {}", running.url());
     shutdown_signal().await;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod evaluation;
+pub mod notify;
 pub mod org;
 pub mod scope;
 pub mod validate;

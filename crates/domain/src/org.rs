@@ -167,6 +167,33 @@ pub fn timezone(field: &str, value: &str) -> Result<String, Invalid> {
         })
 }
 
+/// The local day (midnight to midnight in `timezone`) that the moment `at` falls in, as UTC millis.
+pub fn local_day(timezone: &str, at: crate::Millis) -> (crate::Millis, crate::Millis) {
+    use chrono::{Duration, TimeZone};
+    let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+    let local = tz
+        .timestamp_millis_opt(at)
+        .single()
+        .unwrap_or_else(|| tz.timestamp_millis_opt(0).unwrap())
+        .date_naive();
+    let start = |d: chrono::NaiveDate| {
+        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+            .earliest()
+            .map_or(at, |t| t.timestamp_millis())
+    };
+    (start(local), start(local + Duration::days(1)))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in `timezone`.
+pub fn local_time(timezone: &str, at: crate::Millis) -> String {
+    use chrono::TimeZone;
+    let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+    tz.timestamp_millis_opt(at)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
 pub fn name(value: &str) -> Result<String, Invalid> {
     validate::required_text("name", value, 100)
 }
@@ -200,6 +227,17 @@ mod tests {
         assert!(OrgPath::parse("/1/x/").is_none());
         assert!(OrgPath::parse("1/2/").is_none());
         assert!(OrgPath::parse("//").is_none());
+    }
+
+    #[test]
+    fn local_days() {
+        // 2026-11-22 00:30 in Shanghai is 2026-11-21 16:30 UTC
+        let at = 1_795_365_000_000; // 2026-11-21T16:30:00Z
+        let (start, end) = local_day("Asia/Shanghai", at);
+        assert_eq!(start, 1_795_363_200_000); // 2026-11-21T16:00:00Z
+        assert_eq!(end - start, 86_400_000);
+        assert_eq!(local_time("Asia/Shanghai", at), "2026-11-22 00:30:00");
+        assert_eq!(local_time("UTC", at), "2026-11-21 16:30:00");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::audit::{self, Changes, Entry};
 use crate::db::decode_cursor;
-use crate::{Backend, Db, Page, Result, Sql, StoreError};
+use crate::{settings, Backend, Db, Page, Result, Sql, StoreError};
 use keping_domain::auth::{new_secret, secret_digest};
 use keping_domain::evaluation::{
     self as rules, Decision, EvaluationSettings, PressTime, PromptState,
@@ -26,25 +26,10 @@ pub async fn settings_for<'e, E: sqlx::Executor<'e, Database = Any>>(
     ex: E,
     org_path: &OrgPath,
 ) -> Result<EvaluationSettings> {
-    let ids = org_path.ids();
-    let mut sql = Sql::new("SELECT org_id, value FROM org_settings WHERE name = ");
-    sql.arg(SETTINGS).push(" AND org_id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.arg(*id);
-    }
-    sql.push(")");
-    let rows: Vec<(i64, String)> = sql.fetch_all(ex).await?;
-    let nearest = ids
-        .iter()
-        .rev()
-        .find_map(|id| rows.iter().find(|(o, _)| o == id));
-    Ok(match nearest {
-        Some((_, json)) => serde_json::from_str(json).unwrap_or_default(),
-        None => EvaluationSettings::default(),
-    })
+    Ok(settings::nearest(ex, org_path, SETTINGS)
+        .await?
+        .map(|(_, s)| s)
+        .unwrap_or_default())
 }
 
 /// Sets an org's own settings; its subtree inherits them unless it has its own.
@@ -61,24 +46,7 @@ pub async fn put_settings(
     let mut tx = db.begin().await?;
     let path = org_in(&mut tx, scope, "settings.manage", org_id).await?;
     let before = settings_for(&mut *tx, &path).await?;
-    let value = serde_json::to_string(settings).expect("settings serialise");
-    Sql::new("DELETE FROM org_settings WHERE org_id = ")
-        .arg(org_id)
-        .push(" AND name = ")
-        .arg(SETTINGS)
-        .execute(&mut *tx)
-        .await?;
-    Sql::new("INSERT INTO org_settings (org_id, name, value, updated_at) VALUES (")
-        .arg(org_id)
-        .push(", ")
-        .arg(SETTINGS)
-        .push(", ")
-        .arg(value)
-        .push(", ")
-        .arg(now_millis())
-        .push(")")
-        .execute(&mut *tx)
-        .await?;
+    crate::settings::put(&mut tx, org_id, SETTINGS, settings).await?;
     let mut changes = Changes::new();
     changes.field("evaluation_settings", &before, settings);
     audit::record(
@@ -455,10 +423,12 @@ pub struct Device {
     pub kind: String,
     pub window_name: String,
     pub business_type_id: Option<i64>,
+    pub org_name: String,
+    pub timezone: String,
 }
 
 pub async fn device(db: &Db, token: &str) -> Result<Option<Device>> {
-    Sql::new("SELECT t.id AS terminal_id, t.window_id, w.org_id, o.path AS org_path, t.kind, w.name AS window_name, w.business_type_id FROM terminals t JOIN windows w ON w.id = t.window_id JOIN orgs o ON o.id = w.org_id WHERE t.digest = ")
+    Sql::new("SELECT t.id AS terminal_id, t.window_id, w.org_id, o.path AS org_path, t.kind, w.name AS window_name, w.business_type_id, o.name AS org_name, o.timezone FROM terminals t JOIN windows w ON w.id = t.window_id JOIN orgs o ON o.id = w.org_id WHERE t.digest = ")
         .arg(secret_digest(token))
         .push(" AND t.revoked_at IS NULL AND o.enabled = 1")
         .fetch_optional(&db.pool)
@@ -687,6 +657,9 @@ pub struct PressOutcome {
     /// Set when this press made a negative rating: the follow-up it opened.
     #[serde(skip)]
     pub follow_up_id: Option<i64>,
+    /// How many alerts this press queued in the outbox.
+    #[serde(skip)]
+    pub alerts_queued: usize,
     #[serde(skip)]
     pub polarity: Option<String>,
 }
@@ -754,6 +727,7 @@ pub async fn press(db: &Db, device: &Device, input: PressInput) -> Result<PressO
             replay: true,
             follow_up_id: None,
             polarity: None,
+            alerts_queued: 0,
         });
     }
     let settings = settings_for(&mut *tx, &device.path()).await?;
@@ -822,6 +796,7 @@ pub async fn press(db: &Db, device: &Device, input: PressInput) -> Result<PressO
         replay: false,
         follow_up_id: None,
         polarity: None,
+        alerts_queued: 0,
     };
     match decision {
         Decision::Keep(reason) => outcome.reason = Some(reason.to_string()),
@@ -847,6 +822,7 @@ pub async fn press(db: &Db, device: &Device, input: PressInput) -> Result<PressO
                     .map(|(s,)| s),
             };
             let negative = option.polarity == rules::Polarity::Negative;
+            let alert_details = (negative_reason.clone(), phone.clone());
             let rating_id = Sql::new("INSERT INTO ratings (press_id, service_id, window_id, org_id, staff_id, business_type_id, key, label, polarity, negative_reason, phone, rated_at) VALUES (")
                 .arg(press_id)
                 .push(", ")
@@ -889,21 +865,31 @@ pub async fn press(db: &Db, device: &Device, input: PressInput) -> Result<PressO
                     .await?;
             }
             if negative {
-                outcome.follow_up_id = Some(
-                    Sql::new("INSERT INTO follow_ups (rating_id, org_id, window_id, staff_id, status, created_at) VALUES (")
-                        .arg(rating_id)
-                        .push(", ")
-                        .arg(device.org_id)
-                        .push(", ")
-                        .arg(device.window_id)
-                        .push(", ")
-                        .arg(staff_id)
-                        .push(", 'open', ")
-                        .arg(received_at)
-                        .push(") RETURNING id")
-                        .fetch_i64(&mut *tx)
-                        .await?,
-                );
+                let follow_up_id = Sql::new("INSERT INTO follow_ups (rating_id, org_id, window_id, staff_id, status, created_at) VALUES (")
+                    .arg(rating_id)
+                    .push(", ")
+                    .arg(device.org_id)
+                    .push(", ")
+                    .arg(device.window_id)
+                    .push(", ")
+                    .arg(staff_id)
+                    .push(", 'open', ")
+                    .arg(received_at)
+                    .push(") RETURNING id")
+                    .fetch_i64(&mut *tx)
+                    .await?;
+                outcome.follow_up_id = Some(follow_up_id);
+                outcome.alerts_queued = queue_alert(
+                    &mut tx,
+                    device,
+                    rating_id,
+                    follow_up_id,
+                    staff_id,
+                    &option.label,
+                    alert_details,
+                    rated_at,
+                )
+                .await?;
             }
             outcome.counted = true;
             outcome.rating_id = Some(rating_id);
@@ -913,6 +899,54 @@ pub async fn press(db: &Db, device: &Device, input: PressInput) -> Result<PressO
     touch(&mut tx, device, received_at).await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Queues the alert for a negative rating with the day's figures at the outlet so far.
+#[allow(clippy::too_many_arguments)]
+async fn queue_alert(
+    tx: &mut Transaction<'static, Any>,
+    device: &Device,
+    rating_id: i64,
+    follow_up_id: i64,
+    staff_id: Option<i64>,
+    label: &str,
+    (negative_reason, phone): (Option<String>, Option<String>),
+    rated_at: Millis,
+) -> Result<usize> {
+    let (day_start, day_end) = keping_domain::org::local_day(&device.timezone, rated_at);
+    let (today_total, today_negative): (i64, i64) = Sql::new("SELECT COUNT(*), COUNT(CASE WHEN polarity = 'negative' THEN 1 END) FROM ratings WHERE org_id = ")
+        .arg(device.org_id)
+        .push(" AND rated_at >= ")
+        .arg(day_start)
+        .push(" AND rated_at < ")
+        .arg(day_end)
+        .fetch_one(&mut **tx)
+        .await?;
+    let staff: Option<(String, Option<String>)> = match staff_id {
+        Some(id) => {
+            Sql::new("SELECT name, employee_no FROM users WHERE id = ")
+                .arg(id)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+        None => None,
+    };
+    let alert = keping_domain::notify::NegativeAlert {
+        rating_id,
+        follow_up_id,
+        outlet: device.org_name.clone(),
+        window: device.window_name.clone(),
+        staff: staff.as_ref().map(|s| s.0.clone()),
+        employee_no: staff.and_then(|s| s.1),
+        label: label.to_string(),
+        negative_reason,
+        local_time: keping_domain::org::local_time(&device.timezone, rated_at),
+        rated_at: keping_domain::rfc3339(rated_at),
+        today_negative,
+        today_total,
+        phone: phone.as_deref().map(mask_phone),
+    };
+    crate::notify::enqueue_negative(tx, device.org_id, &device.path(), &alert).await
 }
 
 /// The window at moment `t`: the prompt open then (if any, and whether it is rated) and whether a
@@ -933,12 +967,14 @@ async fn prompt_state(
             .await?;
     let open_prompt = match last {
         Some((id, ended_at, rating_id)) => {
+            // services at a window follow one another (Start refuses while one runs), so the next one
+            // is the next id; its start may share the millisecond of this End
             let next_start: Option<(i64,)> =
                 Sql::new("SELECT started_at FROM services WHERE window_id = ")
                     .arg(window_id)
-                    .push(" AND started_at > ")
-                    .arg(ended_at)
-                    .push(" ORDER BY started_at LIMIT 1")
+                    .push(" AND id > ")
+                    .arg(id)
+                    .push(" ORDER BY id LIMIT 1")
                     .fetch_optional(&mut **tx)
                     .await?;
             rules::prompt_open_at(

@@ -11,7 +11,9 @@ mod migrate;
 pub mod accounts;
 pub mod audit;
 pub mod evaluation;
+pub mod notify;
 pub mod org;
+mod settings;
 pub mod tokens;
 
 pub use db::{Backend, Db, Page, Sql};

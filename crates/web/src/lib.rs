@@ -33,6 +33,8 @@ pub struct AppState {
     pub db: Db,
     /// Requests per terminal, so one misbehaving device cannot flood the server.
     pub device_limiter: std::sync::Arc<governor::DefaultKeyedRateLimiter<i64>>,
+    /// Wakes the outbox worker when something was queued, so alerts leave within a second.
+    pub outbox_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
         AppState {
             db,
             device_limiter: api::device::limiter(),
+            outbox_wake: Default::default(),
         }
     }
 }

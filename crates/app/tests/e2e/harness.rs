@@ -20,6 +20,7 @@ pub struct TestApp {
     pub running: Running,
     pub backend: Backend,
     dir: Option<PathBuf>,
+    config: Config,
 }
 
 fn unique() -> String {
@@ -102,9 +103,11 @@ impl TestApp {
             admin_password: Some(ADMIN_PASSWORD.into()),
             data_dir: dir.clone().unwrap_or_default(),
             log: "warn".into(),
+            smtp_url: None,
+            smtp_from: None,
         };
         let (state, _) = prepare(&config).await.expect("keping prepares");
-        let running = start(state, &config.bind).await.expect("keping starts");
+        let running = start(state, &config).await.expect("keping starts");
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -117,9 +120,27 @@ impl TestApp {
             running,
             backend,
             dir,
+            config,
         };
         app.admin_token = app.login("admin", ADMIN_PASSWORD).await;
         Some(app)
+    }
+
+    /// Stops the server and its workers and starts them again on the same database and port, as
+    /// after a restart of the process. Sessions survive (they live in the database).
+    pub async fn restart(&mut self) {
+        let bind = self.running.addr.to_string();
+        self.running.stop().await;
+        let (state, _) = prepare(&self.config).await.expect("keping prepares");
+        self.running = start(
+            state,
+            &Config {
+                bind,
+                ..self.config.clone()
+            },
+        )
+        .await
+        .expect("keping restarts on its port");
     }
 
     pub async fn login(&self, username: &str, password: &str) -> String {

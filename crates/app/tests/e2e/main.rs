@@ -4,11 +4,12 @@
 mod harness;
 
 mod api_auth;
-mod api_evaluation;
+pub mod api_evaluation;
 mod api_org;
 mod api_people;
 mod api_scope;
 mod browser;
+mod outbox;
 
 pub use harness::{Backend, TestApp};
 

@@ -190,6 +190,9 @@ async fn press(
         negative_reason: body.negative_reason,
     };
     let outcome = store::press(&state.db, &device, input).await?;
+    if outcome.alerts_queued > 0 {
+        state.outbox_wake.notify_one();
+    }
     let status = if outcome.replay {
         StatusCode::OK
     } else {

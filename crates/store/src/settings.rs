@@ -1,0 +1,60 @@
+//! Settings kept per org node and inherited down the tree: a node without its own takes its
+//! nearest ancestor's.
+
+use crate::{Result, Sql};
+use keping_domain::now_millis;
+use keping_domain::org::OrgPath;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::{Any, Executor, Transaction};
+
+/// The nearest setting `name` at or above `path`, and the org it comes from.
+pub async fn nearest<'e, T: DeserializeOwned, E: Executor<'e, Database = Any>>(
+    ex: E,
+    path: &OrgPath,
+    name: &str,
+) -> Result<Option<(i64, T)>> {
+    let ids = path.ids();
+    let mut sql = Sql::new("SELECT org_id, value FROM org_settings WHERE name = ");
+    sql.arg(name).push(" AND org_id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.arg(*id);
+    }
+    sql.push(")");
+    let rows: Vec<(i64, String)> = sql.fetch_all(ex).await?;
+    Ok(ids
+        .iter()
+        .rev()
+        .find_map(|id| rows.iter().find(|(o, _)| o == id))
+        .and_then(|(o, json)| serde_json::from_str(json).ok().map(|v| (*o, v))))
+}
+
+/// Replaces an org's own setting `name`.
+pub async fn put<T: Serialize>(
+    tx: &mut Transaction<'static, Any>,
+    org_id: i64,
+    name: &str,
+    value: &T,
+) -> Result<()> {
+    Sql::new("DELETE FROM org_settings WHERE org_id = ")
+        .arg(org_id)
+        .push(" AND name = ")
+        .arg(name)
+        .execute(&mut **tx)
+        .await?;
+    Sql::new("INSERT INTO org_settings (org_id, name, value, updated_at) VALUES (")
+        .arg(org_id)
+        .push(", ")
+        .arg(name)
+        .push(", ")
+        .arg(serde_json::to_string(value).expect("settings serialise"))
+        .push(", ")
+        .arg(now_millis())
+        .push(")")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
