@@ -57,7 +57,13 @@ impl Running {
             let _ = s.send(());
         }
         let _ = self.stop_workers.send(true);
-        let _ = (&mut self.task).await;
+        // live streams (SSE) never end by themselves: give connections a moment, then cut them
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
         for w in self.workers.drain(..) {
             let _ = w.await;
         }
@@ -93,7 +99,14 @@ pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> 
         wake: state.outbox_wake.clone(),
         mailer,
     };
-    let workers = vec![tokio::spawn(outbox.run(workers_stopped))];
+    let mut workers = vec![tokio::spawn(outbox.run(workers_stopped.clone()))];
+    if state.db.backend == keping_store::Backend::Postgres {
+        workers.push(tokio::spawn(listen(
+            state.db.url.clone(),
+            state.live.clone(),
+            workers_stopped,
+        )));
+    }
     Ok(Running {
         addr,
         state,
@@ -102,4 +115,43 @@ pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> 
         task,
         workers,
     })
+}
+
+/// Hears live events published by any instance on the same PostgreSQL database (NOTIFY) and hands
+/// them to this instance's subscribers. Reconnects when the connection drops.
+async fn listen(
+    url: String,
+    live: keping_web::live::Live,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use keping_web::live::{LiveEvent, CHANNEL};
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for live events; retrying");
+                tokio::select! { _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue, _ = stop.changed() => return }
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "cannot listen for live events; retrying");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(n) => {
+                        if let Some(event) = LiveEvent::parse(n.payload()) {
+                            live.deliver(event);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live events connection lost; reconnecting");
+                        break;
+                    }
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
 }

@@ -21,10 +21,20 @@ impl Backend {
 }
 
 /// The connection pool and which backend it talks to.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Kept for connections outside the pool (PostgreSQL LISTEN); never printed: it may hold a password.
+    pub url: String,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Db {
@@ -77,7 +87,11 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let db = Db { pool, backend };
+        let db = Db {
+            pool,
+            backend,
+            url: url.clone(),
+        };
         migrate::run(&db).await?;
         Ok(db)
     }

@@ -1137,3 +1137,158 @@ mod tests {
         assert_eq!(super::mask_phone("12345"), "*****");
     }
 }
+
+// ---------------------------------------------------------------- live monitor
+
+/// A window as the live monitor shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WindowLive {
+    pub window: Window,
+    /// idle, serving, awaiting_rating, paused (closed) or offline (no terminal heard lately)
+    pub state: String,
+    pub staff_name: Option<String>,
+    pub employee_no: Option<String>,
+    #[serde(serialize_with = "keping_domain::ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub on_duty_since: Option<i64>,
+    /// When the service in progress began.
+    #[serde(serialize_with = "keping_domain::ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub serving_since: Option<i64>,
+    pub today_services: i64,
+    pub today_rated: i64,
+    pub today_positive: i64,
+    pub today_negative: i64,
+    /// Labels and polarities of the latest ratings, newest first.
+    pub latest: Vec<(String, String)>,
+}
+
+/// A terminal not heard from for this long counts as offline.
+pub const OFFLINE_AFTER_MS: Millis = 10 * 60_000;
+
+/// Every window in the caller's monitor reach (optionally one subtree or one window), now.
+pub async fn monitor(
+    db: &Db,
+    scope: &Scope,
+    org_id: Option<i64>,
+    window_id: Option<i64>,
+) -> Result<Vec<WindowLive>> {
+    if !scope.has("monitor.view") {
+        return Err(StoreError::Forbidden("monitor.view"));
+    }
+    let reach = scope.reach("monitor.view");
+    let mut sql = Sql::new(&format!("{WINDOW_SELECT} WHERE "));
+    sql.reach("o.path", &reach);
+    if let Some(org_id) = org_id {
+        let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+            .arg(org_id)
+            .fetch_optional(&db.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let path = OrgPath::parse(&path).expect("stored org paths are well formed");
+        if !reach.contains(&path) {
+            return Err(StoreError::NotFound);
+        }
+        let (lo, hi) = path.subtree_range();
+        sql.push(" AND o.path >= ")
+            .arg(lo)
+            .push(" AND o.path < ")
+            .arg(hi);
+    }
+    if let Some(w) = window_id {
+        sql.push(" AND w.id = ").arg(w);
+    }
+    sql.push(" ORDER BY o.path, w.code LIMIT 1000");
+    let windows: Vec<Window> = sql.fetch_all(&db.pool).await?;
+    let now = now_millis();
+    let mut out = Vec::with_capacity(windows.len());
+    for w in windows {
+        let (tz, path): (String, String) = Sql::new("SELECT timezone, path FROM orgs WHERE id = ")
+            .arg(w.org_id)
+            .fetch_one(&db.pool)
+            .await?;
+        let (day_start, _) = keping_domain::org::local_day(&tz, now);
+        let duty: Option<(String, Option<String>, i64)> = Sql::new("SELECT u.name, u.employee_no, d.started_at FROM duties d JOIN users u ON u.id = d.staff_id WHERE d.ended_at IS NULL AND d.window_id = ")
+            .arg(w.id)
+            .push(" LIMIT 1")
+            .fetch_optional(&db.pool)
+            .await?;
+        let last: Option<(i64, Option<i64>, Option<i64>)> =
+            Sql::new("SELECT started_at, ended_at, rating_id FROM services WHERE window_id = ")
+                .arg(w.id)
+                .push(" ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&db.pool)
+                .await?;
+        let (heard,): (Option<i64>,) = Sql::new(
+            "SELECT MAX(last_seen_at) FROM terminals WHERE revoked_at IS NULL AND window_id = ",
+        )
+        .arg(w.id)
+        .fetch_one(&db.pool)
+        .await?;
+        let (services, rated): (i64, i64) =
+            Sql::new("SELECT COUNT(*), COUNT(rating_id) FROM services WHERE window_id = ")
+                .arg(w.id)
+                .push(" AND ended_at >= ")
+                .arg(day_start)
+                .fetch_one(&db.pool)
+                .await?;
+        let (positive, negative): (i64, i64) = Sql::new("SELECT COUNT(CASE WHEN polarity = 'positive' THEN 1 END), COUNT(CASE WHEN polarity = 'negative' THEN 1 END) FROM ratings WHERE window_id = ")
+            .arg(w.id)
+            .push(" AND rated_at >= ")
+            .arg(day_start)
+            .fetch_one(&db.pool)
+            .await?;
+        let latest: Vec<(String, String)> =
+            Sql::new("SELECT label, polarity FROM ratings WHERE window_id = ")
+                .arg(w.id)
+                .push(" ORDER BY id DESC LIMIT 5")
+                .fetch_all(&db.pool)
+                .await?;
+        let timeout = settings_for(
+            &db.pool,
+            &OrgPath::parse(&path).expect("stored org paths are well formed"),
+        )
+        .await?
+        .rating_timeout_seconds;
+        let state = if w.is_open == 0 {
+            "paused"
+        } else if heard.is_none_or(|h| now - h > OFFLINE_AFTER_MS) {
+            "offline"
+        } else {
+            match last {
+                Some((_, None, _)) => "serving",
+                Some((_, Some(ended), None))
+                    if rules::prompt_open_at(ended, None, timeout, now) =>
+                {
+                    "awaiting_rating"
+                }
+                _ => "idle",
+            }
+        };
+        out.push(WindowLive {
+            state: state.to_string(),
+            staff_name: duty.as_ref().map(|d| d.0.clone()),
+            employee_no: duty.as_ref().and_then(|d| d.1.clone()),
+            on_duty_since: duty.map(|d| d.2),
+            serving_since: last.filter(|l| l.1.is_none()).map(|l| l.0),
+            today_services: services,
+            today_rated: rated,
+            today_positive: positive,
+            today_negative: negative,
+            latest,
+            window: w,
+        });
+    }
+    Ok(out)
+}
+
+/// Where a window sits in the tree, for routing live events to those who may see them.
+pub async fn window_path(db: &Db, window_id: i64) -> Result<String> {
+    Ok(
+        Sql::new("SELECT o.path FROM windows w JOIN orgs o ON o.id = w.org_id WHERE w.id = ")
+            .arg(window_id)
+            .fetch_one::<(String,), _>(&db.pool)
+            .await?
+            .0,
+    )
+}

@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod i18n;
+pub mod live;
 pub mod login;
 pub mod pages;
 
@@ -35,6 +36,7 @@ pub struct AppState {
     pub device_limiter: std::sync::Arc<governor::DefaultKeyedRateLimiter<i64>>,
     /// Wakes the outbox worker when something was queued, so alerts leave within a second.
     pub outbox_wake: std::sync::Arc<tokio::sync::Notify>,
+    pub live: live::Live,
 }
 
 impl AppState {
@@ -43,6 +45,7 @@ impl AppState {
             db,
             device_limiter: api::device::limiter(),
             outbox_wake: Default::default(),
+            live: Default::default(),
         }
     }
 }

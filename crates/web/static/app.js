@@ -28,3 +28,10 @@ document.addEventListener('click', (e) => {
   if (navigator.clipboard) { navigator.clipboard.writeText(field.value).catch(() => {}); }
   button.textContent = button.getAttribute('data-copied');
 });
+// Durations on the live monitor ("serving for 03:12"), counted in the browser between updates.
+setInterval(() => {
+  document.querySelectorAll('[data-since]').forEach((el) => {
+    const s = Math.max(0, Math.floor((Date.now() - Number(el.dataset.since)) / 1000));
+    el.textContent = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+  });
+}, 1000);

@@ -143,6 +143,45 @@ impl TestApp {
         .expect("keping restarts on its port");
     }
 
+    /// A second keping instance on the same database (as behind a load balancer).
+    pub async fn another_instance(&self) -> Running {
+        let (state, _) = prepare(&self.config).await.expect("keping prepares");
+        start(
+            state,
+            &Config {
+                bind: "127.0.0.1:0".into(),
+                ..self.config.clone()
+            },
+        )
+        .await
+        .expect("a second instance starts")
+    }
+
+    /// A browser-like client signed in through the login page (session cookie) at `base`.
+    pub async fn page_client(&self, base: &str, username: &str, password: &str) -> reqwest::Client {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("{base}/login"))
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("next", "/"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "page login of {username} failed"
+        );
+        client
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> String {
         let (status, body) = self
             .call(

@@ -9,6 +9,7 @@ mod api_org;
 mod api_people;
 mod api_scope;
 mod browser;
+mod live;
 mod outbox;
 
 pub use harness::{Backend, TestApp};

@@ -3,6 +3,7 @@
 
 use crate::auth::bearer;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::live::LiveEvent;
 use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -31,6 +32,20 @@ pub fn limiter() -> Arc<DefaultKeyedRateLimiter<i64>> {
         Quota::per_second(NonZeroU32::new(20).expect("20 > 0"))
             .allow_burst(NonZeroU32::new(60).expect("60 > 0")),
     ))
+}
+
+/// Tells the live monitor that something happened at the terminal's window.
+async fn changed(state: &AppState, device: &Device) {
+    state
+        .live
+        .publish(
+            &state.db,
+            LiveEvent {
+                window_id: device.window_id,
+                org_path: device.org_path.clone(),
+            },
+        )
+        .await;
 }
 
 /// A terminal, authenticated by its token and within its rate limit.
@@ -98,6 +113,7 @@ async fn sign_in(
             .field("employee_no"),
             e => e.into(),
         })?;
+    changed(&state, &device).await;
     Ok(Json(SignedIn { staff }))
 }
 
@@ -108,6 +124,7 @@ async fn sign_out(
     Terminal(device): Terminal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     store::sign_out(&state.db, &device).await?;
+    changed(&state, &device).await;
     Ok(Json(serde_json::json!({"status": "signed_out"})))
 }
 
@@ -124,6 +141,7 @@ async fn start(
     Terminal(device): Terminal,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
     let service_id = store::start_service(&state.db, &device).await?;
+    changed(&state, &device).await;
     Ok((StatusCode::CREATED, Json(Started { service_id })))
 }
 
@@ -136,6 +154,7 @@ async fn end(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     store::end_service(&state.db, &device, id).await?;
+    changed(&state, &device).await;
     Ok(Json(
         serde_json::json!({"service_id": id, "prompt": "open"}),
     ))
@@ -192,6 +211,9 @@ async fn press(
     let outcome = store::press(&state.db, &device, input).await?;
     if outcome.alerts_queued > 0 {
         state.outbox_wake.notify_one();
+    }
+    if !outcome.replay {
+        changed(&state, &device).await;
     }
     let status = if outcome.replay {
         StatusCode::OK

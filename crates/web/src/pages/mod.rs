@@ -4,6 +4,7 @@ mod account;
 mod audit;
 mod home;
 mod login;
+mod monitor;
 mod orgs;
 mod roles;
 mod staff;
@@ -62,6 +63,8 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(account::page))
         .route("/account/password", post(account::change_password))
         .route("/audit", get(audit::page))
+        .route("/monitor", get(monitor::page))
+        .route("/monitor/events", get(monitor::events))
 }
 
 /// Vendored CSS, JS and fonts, compiled into the binary; cached by the browser for a day.

@@ -1,0 +1,183 @@
+//! 实时监控: every window in the caller's reach, updated through SSE within a second of an event.
+
+use super::{error_page, render, Shell};
+use crate::auth::PageCaller;
+use crate::i18n::Locale;
+use crate::AppState;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::Stream;
+use keping_domain::org::OrgPath;
+use keping_store::evaluation::{self as store, WindowLive};
+use keping_store::org::{self, OrgFilter};
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+#[derive(Deserialize)]
+pub struct MonitorQuery {
+    org_id: Option<i64>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "monitor.html")]
+struct MonitorPage {
+    shell: Shell,
+    windows: Vec<Card>,
+    orgs: Vec<(i64, String, bool)>,
+    org_id: Option<i64>,
+}
+
+/// One window's card, drawn for the page and for each live update.
+#[derive(askama::Template)]
+#[template(path = "monitor_card.html")]
+pub struct Card {
+    locale: Locale,
+    w: WindowLive,
+}
+
+impl Card {
+    fn t(&self, key: &str) -> String {
+        self.locale.t(key)
+    }
+
+    fn state_label(&self) -> String {
+        self.locale.t(&format!("monitor.state.{}", self.w.state))
+    }
+
+    fn state_class(&self) -> &'static str {
+        match self.w.state.as_str() {
+            "serving" => "primary",
+            "awaiting_rating" => "warning",
+            "idle" => "success",
+            "paused" => "secondary",
+            _ => "dark",
+        }
+    }
+
+    /// 参评率 today: services with a counted rating / services ended.
+    fn rate(&self) -> String {
+        match self.w.today_services {
+            0 => "—".into(),
+            n => format!("{:.0}%", self.w.today_rated as f64 * 100.0 / n as f64),
+        }
+    }
+
+    fn polarity_class(p: &str) -> &'static str {
+        match p {
+            "positive" => "text-bg-success",
+            "negative" => "text-bg-danger",
+            _ => "text-bg-secondary",
+        }
+    }
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Query(q): Query<MonitorQuery>,
+) -> Response {
+    let shell = Shell::new(&caller, "monitor").crumb("nav.monitor", "/monitor");
+    let windows = match store::monitor(&state.db, &caller.scope, q.org_id, None).await {
+        Ok(w) => w,
+        Err(e) => return error_page(shell, e),
+    };
+    let orgs = org::list(
+        &state.db,
+        &caller.scope,
+        &OrgFilter {
+            enabled: Some(true),
+            ..Default::default()
+        },
+        500,
+        None,
+    )
+    .await
+    .map(|p| {
+        p.items
+            .into_iter()
+            .map(|o| {
+                (
+                    o.id,
+                    format!("{}{}", "　".repeat(o.depth as usize), o.name),
+                    Some(o.id) == q.org_id,
+                )
+            })
+            .collect()
+    })
+    .unwrap_or_default();
+    let windows = windows
+        .into_iter()
+        .map(|w| Card {
+            locale: caller.locale,
+            w,
+        })
+        .collect();
+    render(&MonitorPage {
+        shell,
+        windows,
+        orgs,
+        org_id: q.org_id,
+    })
+}
+
+/// The SSE stream behind the page: one event `window-<id>` with the card's new HTML per change at
+/// a window the caller may watch (and, with `org_id`, inside that subtree).
+pub async fn events(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Query(q): Query<MonitorQuery>,
+) -> Response {
+    if !caller.scope.has("monitor.view") {
+        return error_page(
+            Shell::new(&caller, "monitor"),
+            keping_store::StoreError::Forbidden("monitor.view"),
+        );
+    }
+    let reach = caller.scope.reach("monitor.view");
+    let within = match q.org_id {
+        Some(id) => match org::get(&state.db, &caller.scope, id).await {
+            Ok(o) => Some(o.org_path()),
+            Err(e) => return error_page(Shell::new(&caller, "monitor"), e),
+        },
+        None => None,
+    };
+    let stream = cards(state, caller, reach, within);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn cards(
+    state: AppState,
+    caller: PageCaller,
+    reach: keping_domain::scope::Reach,
+    within: Option<OrgPath>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    BroadcastStream::new(state.live.subscribe())
+        .filter_map(move |event| {
+            let event = event.ok()?;
+            let path = OrgPath::parse(&event.org_path)?;
+            (reach.contains(&path) && within.as_ref().is_none_or(|w| w.contains(&path)))
+                .then_some(event.window_id)
+        })
+        .then(move |window_id| {
+            let (state, scope, locale) = (state.clone(), caller.scope.clone(), caller.locale);
+            async move {
+                let live = store::monitor(&state.db, &scope, None, Some(window_id))
+                    .await
+                    .ok()?
+                    .pop()?;
+                let html = askama::Template::render(&Card { locale, w: live }).ok()?;
+                Some(
+                    Event::default()
+                        .event(format!("window-{window_id}"))
+                        .data(html),
+                )
+            }
+        })
+        .filter_map(|e| e.map(Ok))
+}
