@@ -33,6 +33,8 @@ pub struct AppState {
     pub db: Db,
     /// Requests per terminal, so one misbehaving device cannot flood the server.
     pub device_limiter: std::sync::Arc<governor::DefaultKeyedRateLimiter<i64>>,
+    /// Presses through QR pages, per visitor address and per QR code.
+    pub qr_limits: std::sync::Arc<pages::QrLimits>,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
         AppState {
             db,
             device_limiter: api::device::limiter(),
+            qr_limits: Default::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 // Small behaviours shared by all pages: remember where the language switch was pressed,
-// ask before any form marked data-confirm is sent, tick a whole group at once, copy a secret.
+// ask before any form marked data-confirm is sent, tick a whole group at once, copy a secret,
+// print from a [data-print] button.
 document.addEventListener('DOMContentLoaded', () => {
   document.querySelectorAll('[data-back]').forEach((el) => { el.value = location.pathname + location.search; });
 });
@@ -27,4 +28,7 @@ document.addEventListener('click', (e) => {
   // the clipboard API needs a secure context; elsewhere the text stays selected for Ctrl+C
   if (navigator.clipboard) { navigator.clipboard.writeText(field.value).catch(() => {}); }
   button.textContent = button.getAttribute('data-copied');
+});
+document.addEventListener('click', (e) => {
+  if (e.target.closest('[data-print]')) window.print();
 });

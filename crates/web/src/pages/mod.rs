@@ -3,11 +3,15 @@
 mod account;
 mod audit;
 mod home;
+mod kiosk;
 mod login;
 mod orgs;
+mod qr;
 mod roles;
 mod staff;
 mod tokens;
+
+pub use qr::QrLimits;
 
 use crate::auth::{urlencode, PageCaller};
 use crate::error::ApiError;
@@ -62,6 +66,10 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(account::page))
         .route("/account/password", post(account::change_password))
         .route("/audit", get(audit::page))
+        .route("/kiosk", get(kiosk::page))
+        .route("/r/{token}", get(qr::page).post(qr::press))
+        .route("/r/{token}/staff/{id}/photo", get(qr::photo))
+        .route("/windows/{id}/qr", get(qr::card).post(qr::rotate))
 }
 
 /// Vendored CSS, JS and fonts, compiled into the binary; cached by the browser for a day.
