@@ -156,6 +156,17 @@ async fn kiosk_rates_a_service() {
     assert_eq!(rated[0]["polarity"], "negative");
     assert_eq!(rated[0]["negative_reason"], "服务效率");
     assert_eq!(rated[0]["phone"], "13800135678");
+
+    // a tablet without a token says how to set it up
+    browser
+        .client
+        .execute("localStorage.clear(); location.reload();", vec![])
+        .await
+        .unwrap();
+    browser
+        .wait_until("!document.getElementById('screen-setup').hidden")
+        .await;
+    browser.shot("kiosk.setup.zh.phone.png").await;
     browser.client.clone().close().await.unwrap();
 }
 
