@@ -79,6 +79,8 @@ pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = keping_web::app(state.clone());
     let task = tokio::spawn(async move {
+        // the peer address reaches handlers: QR pages limit presses per visitor
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });

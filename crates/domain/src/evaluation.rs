@@ -3,6 +3,8 @@
 //! A prompt (opened by a service's End) accepts one counted rating; later presses for it are kept
 //! but not counted. A new prompt always accepts its first press, however soon it comes. Presses with
 //! no open prompt ("bare" presses) count only where the org allows it, and then one per interval.
+//! A QR code scanned by a phone may also rate the window's latest service a while after its prompt
+//! closed (the customer scans on the way out), but never makes a bare rating.
 
 use crate::validate::{self, Invalid};
 use crate::Millis;
@@ -189,11 +191,28 @@ pub fn effective_time(
     }
 }
 
+/// How long after its End a service may still be rated from a QR code.
+pub const QR_RATING_WINDOW_MS: Millis = 30 * 60_000;
+
+/// What a press may rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PressTarget {
+    /// A terminal at the counter (keypad, kiosk): the prompt open at that moment, else a bare press.
+    Prompt,
+    /// A QR code: the open prompt, else the window's latest ended service if it ended within
+    /// [`QR_RATING_WINDOW_MS`] and is unrated. Only the latest: walking back to older services
+    /// would let one phone rate other customers' services.
+    PromptOrRecentService,
+}
+
 /// The window's situation at the moment a press counts at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptState {
     /// The service whose prompt is open at that moment, and whether it has a counted rating.
     pub open_prompt: Option<(i64, bool)>,
+    /// The latest service ended within [`QR_RATING_WINDOW_MS`] before that moment, and whether it
+    /// has a counted rating.
+    pub recent_service: Option<(i64, bool)>,
     /// Whether a counted bare press lies within the press interval of this one.
     pub bare_press_nearby: bool,
 }
@@ -206,13 +225,24 @@ pub enum Decision {
     Keep(&'static str),
 }
 
-pub fn decide(state: &PromptState, settings: &EvaluationSettings) -> Decision {
-    match state.open_prompt {
-        Some((_, true)) => Decision::Keep("already_rated"),
-        Some((service, false)) => Decision::Count(Some(service)),
-        None if !settings.bare_presses_count => Decision::Keep("no_prompt"),
-        None if state.bare_press_nearby => Decision::Keep("duplicate_interval"),
-        None => Decision::Count(None),
+pub fn decide(state: &PromptState, settings: &EvaluationSettings, target: PressTarget) -> Decision {
+    let rate = |(service, rated): (i64, bool)| {
+        if rated {
+            Decision::Keep("already_rated")
+        } else {
+            Decision::Count(Some(service))
+        }
+    };
+    match (state.open_prompt, target) {
+        (Some(prompt), _) => rate(prompt),
+        (None, PressTarget::PromptOrRecentService) => state
+            .recent_service
+            .map_or(Decision::Keep("no_service"), rate),
+        (None, PressTarget::Prompt) if !settings.bare_presses_count => Decision::Keep("no_prompt"),
+        (None, PressTarget::Prompt) if state.bare_press_nearby => {
+            Decision::Keep("duplicate_interval")
+        }
+        (None, PressTarget::Prompt) => Decision::Count(None),
     }
 }
 
@@ -225,6 +255,11 @@ pub fn prompt_open_at(
     t: Millis,
 ) -> bool {
     t >= ended_at && t < ended_at + timeout_seconds * 1000 && next_start.is_none_or(|s| t < s)
+}
+
+/// Whether a service that ended at `ended_at` may still be rated from a QR code at `t`.
+pub fn qr_rating_open_at(ended_at: Millis, t: Millis) -> bool {
+    t >= ended_at && t < ended_at + QR_RATING_WINDOW_MS
 }
 
 /// A satisfaction rate's lower Wilson bound (95 %): ranks 3 presses below 3,000 of the same share.
@@ -313,26 +348,33 @@ mod tests {
     #[test]
     fn decisions() {
         let mut s = EvaluationSettings::default();
+        let counter = PressTarget::Prompt;
         let open = |rated| PromptState {
             open_prompt: Some((7, rated)),
+            recent_service: Some((7, rated)),
             bare_press_nearby: false,
         };
-        assert_eq!(decide(&open(false), &s), Decision::Count(Some(7)));
-        assert_eq!(decide(&open(true), &s), Decision::Keep("already_rated"));
+        assert_eq!(decide(&open(false), &s, counter), Decision::Count(Some(7)));
+        assert_eq!(
+            decide(&open(true), &s, counter),
+            Decision::Keep("already_rated")
+        );
         let bare = PromptState {
             open_prompt: None,
+            recent_service: None,
             bare_press_nearby: false,
         };
-        assert_eq!(decide(&bare, &s), Decision::Keep("no_prompt"));
+        assert_eq!(decide(&bare, &s, counter), Decision::Keep("no_prompt"));
         s.bare_presses_count = true;
-        assert_eq!(decide(&bare, &s), Decision::Count(None));
+        assert_eq!(decide(&bare, &s, counter), Decision::Count(None));
         assert_eq!(
             decide(
                 &PromptState {
                     bare_press_nearby: true,
-                    ..bare
+                    ..bare.clone()
                 },
-                &s
+                &s,
+                counter
             ),
             Decision::Keep("duplicate_interval")
         );
@@ -340,6 +382,47 @@ mod tests {
         assert!(!prompt_open_at(100, None, 30, 30_100));
         assert!(!prompt_open_at(100, Some(5_000), 30, 5_000));
         assert!(!prompt_open_at(100, None, 30, 99));
+    }
+
+    #[test]
+    fn qr_presses_rate_the_latest_service_for_a_while() {
+        // bare presses counting or not, a QR press never makes a bare rating
+        let s = EvaluationSettings {
+            bare_presses_count: true,
+            ..Default::default()
+        };
+        let qr = PressTarget::PromptOrRecentService;
+        let state = |open_prompt, recent_service| PromptState {
+            open_prompt,
+            recent_service,
+            bare_press_nearby: false,
+        };
+        assert_eq!(
+            decide(&state(Some((7, false)), Some((7, false))), &s, qr),
+            Decision::Count(Some(7))
+        );
+        // the prompt closed, the service is still recent and unrated
+        assert_eq!(
+            decide(&state(None, Some((7, false))), &s, qr),
+            Decision::Count(Some(7))
+        );
+        assert_eq!(
+            decide(&state(None, Some((7, true))), &s, qr),
+            Decision::Keep("already_rated")
+        );
+        assert_eq!(
+            decide(&state(None, None), &s, qr),
+            Decision::Keep("no_service")
+        );
+        // an open prompt that was rated is not passed over for an older service
+        assert_eq!(
+            decide(&state(Some((8, true)), Some((8, true))), &s, qr),
+            Decision::Keep("already_rated")
+        );
+        assert!(qr_rating_open_at(1_000, 1_000));
+        assert!(qr_rating_open_at(1_000, 1_000 + QR_RATING_WINDOW_MS - 1));
+        assert!(!qr_rating_open_at(1_000, 1_000 + QR_RATING_WINDOW_MS));
+        assert!(!qr_rating_open_at(1_000, 999));
     }
 
     #[test]
@@ -368,19 +451,26 @@ mod tests {
             }
         }
 
-        /// A prompt never yields two counted ratings, whatever sequence of presses it sees.
+        /// A service never gets two counted ratings, whatever sequence of counter and QR presses
+        /// it sees, with its prompt open or closed.
         #[test]
-        fn one_counted_rating_per_prompt(presses in 1usize..20) {
+        fn one_counted_rating_per_service(presses in proptest::collection::vec((any::<bool>(), any::<bool>()), 1..20)) {
             let s = EvaluationSettings::default();
             let mut rated = false;
             let mut counted = 0;
-            for _ in 0..presses {
-                if let Decision::Count(Some(_)) = decide(&PromptState { open_prompt: Some((1, rated)), bare_press_nearby: false }, &s) {
+            for (qr, prompt_open) in presses {
+                let state = PromptState {
+                    open_prompt: prompt_open.then_some((1, rated)),
+                    recent_service: Some((1, rated)),
+                    bare_press_nearby: false,
+                };
+                let target = if qr { PressTarget::PromptOrRecentService } else { PressTarget::Prompt };
+                if let Decision::Count(Some(_)) = decide(&state, &s, target) {
                     counted += 1;
                     rated = true;
                 }
             }
-            prop_assert_eq!(counted, 1);
+            prop_assert!(counted <= 1);
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::db::decode_cursor;
 use crate::{settings, Backend, Db, Page, Result, Sql, StoreError};
 use keping_domain::auth::{new_secret, secret_digest};
 use keping_domain::evaluation::{
-    self as rules, Decision, EvaluationSettings, PressTime, PromptState,
+    self as rules, Decision, EvaluationSettings, PressTarget, PressTime, PromptState,
 };
 use keping_domain::org::OrgPath;
 use keping_domain::scope::Scope;
@@ -181,13 +181,26 @@ pub async fn create_window(db: &Db, scope: &Scope, new: NewWindow) -> Result<Win
 }
 
 pub async fn window(db: &Db, scope: &Scope, id: i64) -> Result<Window> {
-    if !WINDOW_READERS.iter().any(|p| scope.has(p)) {
-        return Err(StoreError::Forbidden("monitor.view"));
+    window_reached_by(db, scope, WINDOW_READERS, id).await
+}
+
+/// A window within the reach of any of `permissions`, e.g. only `terminal.manage` for a page
+/// that manages its terminals.
+pub async fn window_reached_by(
+    db: &Db,
+    scope: &Scope,
+    permissions: &[&'static str],
+    id: i64,
+) -> Result<Window> {
+    if let [first, ..] = permissions {
+        if !permissions.iter().any(|p| scope.has(p)) {
+            return Err(StoreError::Forbidden(first));
+        }
     }
     let mut sql = Sql::new(&format!("{WINDOW_SELECT} WHERE w.id = "));
     sql.arg(id)
         .push(" AND ")
-        .reach("o.path", &scope.reach_any(WINDOW_READERS));
+        .reach("o.path", &scope.reach_any(permissions));
     sql.fetch_one(&db.pool).await
 }
 
@@ -369,12 +382,78 @@ pub async fn create_terminal(
     }
     let name = validate::optional_text("name", name, 50)?.unwrap_or_else(|| kind.to_string());
     let mut tx = db.begin().await?;
+    let (t, token, _) = insert_terminal(&mut tx, scope, window_id, kind, &name).await?;
+    tx.commit().await?;
+    Ok((t, token))
+}
+
+/// 打印二维码: a new QR terminal for a window in reach, whose token (in the printed URL) is
+/// answered this once. Only digests of tokens are kept, so an old code cannot be printed again:
+/// the window's older QR terminals are revoked instead, and their printed codes stop working.
+pub async fn rotate_qr_terminal(
+    db: &Db,
+    scope: &Scope,
+    window_id: i64,
+) -> Result<(Window, String)> {
+    if !scope.has("terminal.manage") {
+        return Err(StoreError::Forbidden("terminal.manage"));
+    }
+    let mut tx = db.begin().await?;
+    // two managers printing at once must not revoke each other's new code
+    lock_window(&mut tx, db.backend, window_id).await?;
+    let (t, token, path) = insert_terminal(&mut tx, scope, window_id, "qr", "qr")
+        .await
+        .map_err(|e| match e {
+            StoreError::Invalid(_) => StoreError::NotFound,
+            e => e,
+        })?;
+    let now = now_millis();
+    let revoked: Vec<(i64,)> = Sql::new("UPDATE terminals SET revoked_at = ")
+        .arg(now)
+        .push(" WHERE window_id = ")
+        .arg(window_id)
+        .push(" AND kind = 'qr' AND revoked_at IS NULL AND id <> ")
+        .arg(t.id)
+        .push(" RETURNING id")
+        .fetch_all(&mut *tx)
+        .await?;
+    for (id,) in revoked {
+        audit::record(
+            &mut *tx,
+            scope.into(),
+            Entry {
+                org_path: &path,
+                action: "revoke",
+                entity: "terminal",
+                entity_id: Some(id),
+                summary: "qr".into(),
+                changes: None,
+            },
+        )
+        .await?;
+    }
+    let w: Window = Sql::new(&format!("{WINDOW_SELECT} WHERE w.id = "))
+        .arg(window_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((w, token))
+}
+
+/// Adds a terminal to a window in the caller's reach; answers it, its token and the window's org path.
+async fn insert_terminal(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    window_id: i64,
+    kind: &str,
+    name: &str,
+) -> Result<(Terminal, String, String)> {
     let mut sql =
         Sql::new("SELECT o.path FROM windows w JOIN orgs o ON o.id = w.org_id WHERE w.id = ");
     sql.arg(window_id)
         .push(" AND ")
         .reach("o.path", &scope.reach("terminal.manage"));
-    let (path,): (String,) = sql.fetch_optional(&mut *tx).await?.ok_or_else(|| {
+    let (path,): (String,) = sql.fetch_optional(&mut **tx).await?.ok_or_else(|| {
         Invalid::new(
             "window_id",
             "unknown_window",
@@ -387,16 +466,16 @@ pub async fn create_terminal(
         .push(", ")
         .arg(kind)
         .push(", ")
-        .arg(&name)
+        .arg(name)
         .push(", ")
         .arg(secret_digest(&token))
         .push(", ")
         .arg(now_millis())
         .push(") RETURNING id")
-        .fetch_i64(&mut *tx)
+        .fetch_i64(&mut **tx)
         .await?;
     audit::record(
-        &mut *tx,
+        &mut **tx,
         scope.into(),
         Entry {
             org_path: &path,
@@ -408,9 +487,8 @@ pub async fn create_terminal(
         },
     )
     .await?;
-    let t: Terminal = Sql::new("SELECT id, window_id, kind, name, created_at, last_seen_at, revoked_at FROM terminals WHERE id = ").arg(id).fetch_one(&mut *tx).await?;
-    tx.commit().await?;
-    Ok((t, token))
+    let t: Terminal = Sql::new("SELECT id, window_id, kind, name, created_at, last_seen_at, revoked_at FROM terminals WHERE id = ").arg(id).fetch_one(&mut **tx).await?;
+    Ok((t, token, path))
 }
 
 /// The terminal a device token belongs to, with its window's place in the tree.
@@ -425,10 +503,11 @@ pub struct Device {
     pub business_type_id: Option<i64>,
     pub org_name: String,
     pub timezone: String,
+    pub last_seen_at: Option<i64>,
 }
 
 pub async fn device(db: &Db, token: &str) -> Result<Option<Device>> {
-    Sql::new("SELECT t.id AS terminal_id, t.window_id, w.org_id, o.path AS org_path, t.kind, w.name AS window_name, w.business_type_id, o.name AS org_name, o.timezone FROM terminals t JOIN windows w ON w.id = t.window_id JOIN orgs o ON o.id = w.org_id WHERE t.digest = ")
+    Sql::new("SELECT t.id AS terminal_id, t.window_id, w.org_id, o.path AS org_path, t.kind, w.name AS window_name, w.business_type_id, o.name AS org_name, o.timezone, t.last_seen_at FROM terminals t JOIN windows w ON w.id = t.window_id JOIN orgs o ON o.id = w.org_id WHERE t.digest = ")
         .arg(secret_digest(token))
         .push(" AND t.revoked_at IS NULL AND o.enabled = 1")
         .fetch_optional(&db.pool)
@@ -439,15 +518,113 @@ impl Device {
     pub fn path(&self) -> OrgPath {
         OrgPath::parse(&self.org_path).expect("stored org paths are well formed")
     }
+
+    /// A QR code's token is printed for anyone to read, so it only rates; it never runs the counter.
+    pub fn is_qr(&self) -> bool {
+        self.kind == "qr"
+    }
+}
+
+/// A terminal that asks for the state this often counts as alive; its `last_seen_at` is written
+/// at most once per this interval, not on every poll.
+const HEARTBEAT_MS: Millis = 30_000;
+/// A staff photo stays visible to the window's terminals this long after his duty ended, so a
+/// terminal that has just drawn his card still gets his photo.
+const PHOTO_AFTER_DUTY_MS: Millis = 3_600_000;
+
+/// What a terminal shows: the window, who is on duty, the options and where the service stands.
+#[derive(Debug, Clone)]
+pub struct DeviceState {
+    pub window_id: i64,
+    pub window_name: String,
+    pub org_name: String,
+    pub business_type: Option<String>,
+    pub staff: Option<Staff>,
+    pub settings: EvaluationSettings,
+    /// The service in progress, if any.
+    pub service_id: Option<i64>,
+    /// Whether a prompt is open and still unrated now.
+    pub prompt_open: bool,
+}
+
+/// The state of the terminal's window now. Asking for it is the terminal's heartbeat.
+pub async fn device_state(db: &Db, device: &Device) -> Result<DeviceState> {
+    let now = now_millis();
+    let mut tx = db.read().await?;
+    let (org_name, business_type): (String, Option<String>) = Sql::new(
+        "SELECT o.name, b.name FROM windows w JOIN orgs o ON o.id = w.org_id LEFT JOIN business_types b ON b.id = w.business_type_id WHERE w.id = ",
+    )
+    .arg(device.window_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let staff = Sql::new("SELECT u.id, u.name, COALESCE(u.employee_no, ''), CASE WHEN u.photo IS NULL THEN 0 ELSE 1 END FROM duties d JOIN users u ON u.id = d.staff_id WHERE d.ended_at IS NULL AND d.window_id = ")
+        .arg(device.window_id)
+        .push(" ORDER BY d.started_at DESC LIMIT 1")
+        .fetch_optional::<(i64, String, String, i64), _>(&mut *tx)
+        .await?
+        .map(|(id, name, employee_no, has_photo)| Staff {
+            id,
+            name,
+            employee_no,
+            has_photo: has_photo != 0,
+        });
+    let service_id = Sql::new("SELECT id FROM services WHERE ended_at IS NULL AND window_id = ")
+        .arg(device.window_id)
+        .push(" ORDER BY started_at DESC LIMIT 1")
+        .fetch_optional::<(i64,), _>(&mut *tx)
+        .await?
+        .map(|(id,)| id);
+    let settings = settings_for(&mut *tx, &device.path()).await?;
+    let prompt = prompt_state(&mut tx, device.window_id, now, &settings).await?;
+    tx.commit().await?;
+    if device.last_seen_at.is_none_or(|t| t < now - HEARTBEAT_MS) {
+        Sql::new("UPDATE terminals SET last_seen_at = ")
+            .arg(now)
+            .push(" WHERE id = ")
+            .arg(device.terminal_id)
+            .execute(&db.pool)
+            .await?;
+    }
+    Ok(DeviceState {
+        window_id: device.window_id,
+        window_name: device.window_name.clone(),
+        org_name,
+        business_type,
+        staff,
+        settings,
+        service_id,
+        prompt_open: matches!(prompt.open_prompt, Some((_, false))),
+    })
+}
+
+/// The photo of a member of staff on duty at the terminal's window now or within the last hour;
+/// anyone else's is not found, so a terminal token cannot page through the staff's photos.
+pub async fn duty_photo(db: &Db, device: &Device, staff_id: i64) -> Result<(Vec<u8>, String)> {
+    let found: Option<(Option<Vec<u8>>, Option<String>)> =
+        Sql::new("SELECT u.photo, u.photo_type FROM users u WHERE u.id = ")
+            .arg(staff_id)
+            .push(" AND EXISTS (SELECT 1 FROM duties d WHERE d.staff_id = u.id AND d.window_id = ")
+            .arg(device.window_id)
+            .push(" AND (d.ended_at IS NULL OR d.ended_at > ")
+            .arg(now_millis() - PHOTO_AFTER_DUTY_MS)
+            .push("))")
+            .fetch_optional(&db.pool)
+            .await?;
+    match found {
+        Some((Some(bytes), Some(kind))) => Ok((bytes, kind)),
+        _ => Err(StoreError::NotFound),
+    }
 }
 
 // ---------------------------------------------------------------- duty
 
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Staff {
     pub id: i64,
     pub name: String,
     pub employee_no: String,
+    /// Whether a photo can be fetched for the staff card.
+    pub has_photo: bool,
 }
 
 /// 上岗: the person with this 工号 signs in at the terminal's window. He must belong to the window's
@@ -456,19 +633,20 @@ pub struct Staff {
 pub async fn sign_in(db: &Db, device: &Device, employee_no: &str) -> Result<Staff> {
     let employee_no = employee_no.trim();
     let mut tx = db.begin().await?;
-    let candidate: Option<(i64, String, String, String)> = Sql::new("SELECT u.id, u.name, u.employee_no, o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.enabled = 1 AND u.employee_no = ")
+    let candidate: Option<(i64, String, String, i64, String)> = Sql::new("SELECT u.id, u.name, u.employee_no, CASE WHEN u.photo IS NULL THEN 0 ELSE 1 END, o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.enabled = 1 AND u.employee_no = ")
         .arg(employee_no)
         .fetch_optional(&mut *tx)
         .await?;
     let here = device.path();
     let staff = match candidate {
-        Some((id, name, no, path))
+        Some((id, name, no, has_photo, path))
             if OrgPath::parse(&path).is_some_and(|p| p.contains(&here) || here.contains(&p)) =>
         {
             Staff {
                 id,
                 name,
                 employee_no: no,
+                has_photo: has_photo != 0,
             }
         }
         _ => return Err(StoreError::NotFound),
@@ -624,6 +802,7 @@ pub async fn end_service(db: &Db, device: &Device, service_id: i64) -> Result<()
 // ---------------------------------------------------------------- presses
 
 pub struct PressInput {
+    pub target: PressTarget,
     pub key: String,
     pub idempotency_key: String,
     pub pressed_at: Millis,
@@ -649,7 +828,8 @@ impl PressInput {
 pub struct PressOutcome {
     pub press_id: i64,
     pub counted: bool,
-    /// null when counted; else already_rated, duplicate_interval, no_prompt or too_old
+    /// null when counted; else already_rated, duplicate_interval, no_prompt, no_service (a QR
+    /// press with nothing to rate) or too_old
     pub reason: Option<String>,
     pub rating_id: Option<i64>,
     #[serde(skip)]
@@ -751,7 +931,7 @@ pub async fn press(db: &Db, device: &Device, input: PressInput) -> Result<PressO
             PressTime::TooOld => (None, Decision::Keep("too_old")),
             PressTime::At(t) => {
                 let state = prompt_state(&mut tx, device.window_id, t, &settings).await?;
-                (Some(t), rules::decide(&state, &settings))
+                (Some(t), rules::decide(&state, &settings, input.target))
             }
         };
     let service_id = match decision {
@@ -949,8 +1129,8 @@ async fn queue_alert(
     crate::notify::enqueue_negative(tx, device.org_id, &device.path(), &alert).await
 }
 
-/// The window at moment `t`: the prompt open then (if any, and whether it is rated) and whether a
-/// counted bare press lies within the press interval.
+/// The window at moment `t`: the prompt open then (if any, and whether it is rated), the latest
+/// service a QR code may still rate, and whether a counted bare press lies within the press interval.
 async fn prompt_state(
     tx: &mut Transaction<'static, Any>,
     window_id: i64,
@@ -965,6 +1145,9 @@ async fn prompt_state(
             .push(" ORDER BY ended_at DESC LIMIT 1")
             .fetch_optional(&mut **tx)
             .await?;
+    let recent_service = last
+        .filter(|(_, ended_at, _)| rules::qr_rating_open_at(*ended_at, t))
+        .map(|(id, _, rating_id)| (id, rating_id.is_some()));
     let open_prompt = match last {
         Some((id, ended_at, rating_id)) => {
             // services at a window follow one another (Start refuses while one runs), so the next one
@@ -1002,6 +1185,7 @@ async fn prompt_state(
             .is_some();
     Ok(PromptState {
         open_prompt,
+        recent_service,
         bare_press_nearby,
     })
 }

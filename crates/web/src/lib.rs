@@ -37,6 +37,8 @@ pub struct AppState {
     /// Wakes the outbox worker when something was queued, so alerts leave within a second.
     pub outbox_wake: std::sync::Arc<tokio::sync::Notify>,
     pub live: live::Live,
+    /// Presses through QR pages, per visitor address and per QR code.
+    pub qr_limits: std::sync::Arc<pages::QrLimits>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
             device_limiter: api::device::limiter(),
             outbox_wake: Default::default(),
             live: Default::default(),
+            qr_limits: Default::default(),
         }
     }
 }

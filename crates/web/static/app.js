@@ -1,5 +1,6 @@
 // Small behaviours shared by all pages: remember where the language switch was pressed,
-// ask before any form marked data-confirm is sent, tick a whole group at once, copy a secret.
+// ask before any form marked data-confirm is sent, tick a whole group at once, copy a secret,
+// print from a [data-print] button.
 document.addEventListener('DOMContentLoaded', () => {
   document.querySelectorAll('[data-back]').forEach((el) => { el.value = location.pathname + location.search; });
 });
@@ -35,3 +36,6 @@ setInterval(() => {
     el.textContent = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
   });
 }, 1000);
+document.addEventListener('click', (e) => {
+  if (e.target.closest('[data-print]')) window.print();
+});

@@ -120,6 +120,35 @@ impl Browser {
         el.click().await.unwrap_or_else(|e| panic!("{css}: {e}"));
     }
 
+    /// Sizes the window so that the page itself gets `width` × `height` (a tablet's or a
+    /// phone's screen), whatever the browser's own frame takes.
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        self.client.set_window_size(width, height).await.unwrap();
+        let inner = self
+            .client
+            .execute("return [window.innerWidth, window.innerHeight];", vec![])
+            .await
+            .unwrap();
+        let got = |i: usize| inner[i].as_u64().unwrap() as u32;
+        self.client
+            .set_window_size(width * 2 - got(0), height * 2 - got(1))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the JavaScript expression is true in the page, failing after 20 s.
+    pub async fn wait_until(&self, expression: &str) {
+        let script = format!("return Boolean({expression});");
+        for _ in 0..100 {
+            if self.client.execute(&script, vec![]).await.unwrap() == serde_json::Value::Bool(true)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("still not true after 20 s: {expression}");
+    }
+
     pub async fn login(&self, app: &TestApp, username: &str, password: &str) {
         self.client
             .goto(&format!("{}/login", app.url))

@@ -4,11 +4,13 @@
 mod harness;
 
 mod api_auth;
+mod api_device_state;
 pub mod api_evaluation;
 mod api_org;
 mod api_people;
 mod api_scope;
 mod browser;
+mod browser_kiosk;
 mod live;
 mod outbox;
 

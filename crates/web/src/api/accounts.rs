@@ -5,7 +5,7 @@ use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keping_domain::auth::PERMISSIONS;
 use keping_domain::validate;
@@ -378,13 +378,19 @@ async fn get_photo(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (bytes, kind) = accounts::photo(&state.db, &caller.scope, id).await?;
-    Ok((
+    Ok(photo_response(bytes, kind))
+}
+
+/// A stored photo as an answer: private, since who may see it depends on the caller.
+pub fn photo_response(bytes: Vec<u8>, kind: String) -> Response {
+    (
         [
             (header::CONTENT_TYPE, kind),
             (header::CACHE_CONTROL, "private, max-age=60".to_string()),
         ],
         bytes,
-    ))
+    )
+        .into_response()
 }
 
 /// Checks that the bytes are a PNG, JPEG, GIF or WebP image of sane size; answers its media type.

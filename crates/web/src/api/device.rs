@@ -1,6 +1,8 @@
 //! The device API for evaluation terminals (keypads, kiosk pages). The terminal's own token is the
 //! bearer. The protocol is described for hardware makers in docs/device-api.md.
 
+use super::accounts::photo_response;
+use super::evaluation::OptionBody;
 use crate::auth::bearer;
 use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::live::LiveEvent;
@@ -8,9 +10,13 @@ use crate::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use keping_store::evaluation::{self as store, Device, PressInput, PressOutcome, Staff};
+use keping_domain::evaluation::PressTarget;
+use keping_store::evaluation::{
+    self as store, Device, DeviceState, PressInput, PressOutcome, Staff,
+};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -19,6 +25,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(state))
+        .routes(routes!(staff_photo))
         .routes(routes!(sign_in))
         .routes(routes!(sign_out))
         .routes(routes!(start))
@@ -32,6 +40,17 @@ pub fn limiter() -> Arc<DefaultKeyedRateLimiter<i64>> {
         Quota::per_second(NonZeroU32::new(20).expect("20 > 0"))
             .allow_burst(NonZeroU32::new(60).expect("60 > 0")),
     ))
+}
+
+/// What follows a recorded press, whichever way it came (device API or QR page): alerts leave at
+/// once, and the live monitor hears of it.
+pub async fn after_press(state: &AppState, device: &Device, outcome: &PressOutcome) {
+    if outcome.alerts_queued > 0 {
+        state.outbox_wake.notify_one();
+    }
+    if !outcome.replay {
+        changed(state, device).await;
+    }
 }
 
 /// Tells the live monitor that something happened at the terminal's window.
@@ -83,6 +102,100 @@ impl FromRequestParts<AppState> for Terminal {
     }
 }
 
+/// A terminal at the counter. A QR terminal's token is printed for anyone to read, so it may only
+/// rate, through its own page (`/r/{token}`) with its per-visitor limits.
+pub struct CounterTerminal(pub Device);
+
+impl FromRequestParts<AppState> for CounterTerminal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Terminal(device) = Terminal::from_request_parts(parts, state).await?;
+        if device.is_qr() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_for_qr",
+                "a QR terminal cannot sign staff in or out, run services or send presses here",
+            ));
+        }
+        Ok(CounterTerminal(device))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WindowRef {
+    id: i64,
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StateBody {
+    window: WindowRef,
+    /// The outlet the window belongs to.
+    org_name: String,
+    /// The business type the window handles, if set.
+    business_type: Option<String>,
+    /// The staff on duty, or null.
+    staff: Option<Staff>,
+    /// The rating options in force, in order.
+    options: Vec<OptionBody>,
+    /// Reasons a customer may pick after a negative press.
+    negative_reasons: Vec<String>,
+    /// The service in progress, or null.
+    service_id: Option<i64>,
+    /// Whether the latest service's prompt is open and unrated now.
+    prompt_open: bool,
+}
+
+impl From<DeviceState> for StateBody {
+    fn from(s: DeviceState) -> Self {
+        StateBody {
+            window: WindowRef {
+                id: s.window_id,
+                name: s.window_name,
+            },
+            org_name: s.org_name,
+            business_type: s.business_type,
+            staff: s.staff,
+            options: s
+                .settings
+                .options
+                .into_iter()
+                .map(OptionBody::from)
+                .collect(),
+            negative_reasons: s.settings.negative_reasons,
+            service_id: s.service_id,
+            prompt_open: s.prompt_open,
+        }
+    }
+}
+
+/// What the terminal shows now: window, staff on duty, options, service and prompt. Kiosks poll
+/// it every few seconds; it also serves as the terminal's heartbeat.
+#[utoipa::path(get, path = "/api/v1/device/state", tag = "device", security(("terminal" = [])),
+    responses((status = 200, body = StateBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn state(
+    State(state): State<AppState>,
+    Terminal(device): Terminal,
+) -> Result<Json<StateBody>, ApiError> {
+    Ok(Json(store::device_state(&state.db, &device).await?.into()))
+}
+
+/// The photo of a member of staff on duty at this terminal's window now or within the last hour.
+#[utoipa::path(get, path = "/api/v1/device/staff/{id}/photo", tag = "device", security(("terminal" = [])),
+    responses((status = 200, content_type = "image/*"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn staff_photo(
+    State(state): State<AppState>,
+    Terminal(device): Terminal,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    let (bytes, kind) = store::duty_photo(&state.db, &device, id).await?;
+    Ok(photo_response(bytes, kind))
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct SignIn {
     /// 工号
@@ -96,10 +209,10 @@ pub struct SignedIn {
 
 /// 上岗: a member of staff signs in at this terminal's window by 工号.
 #[utoipa::path(post, path = "/api/v1/device/sign-in", tag = "device", security(("terminal" = [])), request_body = SignIn,
-    responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn sign_in(
     State(state): State<AppState>,
-    Terminal(device): Terminal,
+    CounterTerminal(device): CounterTerminal,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Json<SignedIn>, ApiError> {
     let staff = store::sign_in(&state.db, &device, &body.employee_no)
@@ -118,10 +231,10 @@ async fn sign_in(
 }
 
 /// 下岗: whoever is on duty at this window signs out.
-#[utoipa::path(post, path = "/api/v1/device/sign-out", tag = "device", security(("terminal" = [])), responses((status = 200), (status = 401, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/device/sign-out", tag = "device", security(("terminal" = [])), responses((status = 200), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn sign_out(
     State(state): State<AppState>,
-    Terminal(device): Terminal,
+    CounterTerminal(device): CounterTerminal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     store::sign_out(&state.db, &device).await?;
     changed(&state, &device).await;
@@ -135,10 +248,10 @@ pub struct Started {
 
 /// Start: a service begins. The previous service's open prompt closes unrated.
 #[utoipa::path(post, path = "/api/v1/device/services", tag = "device", security(("terminal" = [])),
-    responses((status = 201, body = Started), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Started), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn start(
     State(state): State<AppState>,
-    Terminal(device): Terminal,
+    CounterTerminal(device): CounterTerminal,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
     let service_id = store::start_service(&state.db, &device).await?;
     changed(&state, &device).await;
@@ -147,10 +260,10 @@ async fn start(
 
 /// End: the service ends and the rating prompt opens.
 #[utoipa::path(post, path = "/api/v1/device/services/{id}/end", tag = "device", security(("terminal" = [])),
-    responses((status = 200), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn end(
     State(state): State<AppState>,
-    Terminal(device): Terminal,
+    CounterTerminal(device): CounterTerminal,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     store::end_service(&state.db, &device, id).await?;
@@ -190,13 +303,14 @@ fn time(field: &str, value: &str) -> Result<i64, ApiError> {
 
 /// A key press. 201 when new; the same idempotency key again answers 200 with the first answer.
 #[utoipa::path(post, path = "/api/v1/device/presses", tag = "device", security(("terminal" = [])), request_body = PressBody,
-    responses((status = 201, body = PressOutcome), (status = 200, body = PressOutcome), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 201, body = PressOutcome), (status = 200, body = PressOutcome), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn press(
     State(state): State<AppState>,
-    Terminal(device): Terminal,
+    CounterTerminal(device): CounterTerminal,
     ApiJson(body): ApiJson<PressBody>,
 ) -> Result<(StatusCode, Json<PressOutcome>), ApiError> {
     let input = PressInput {
+        target: PressTarget::Prompt,
         pressed_at: time("pressed_at", &body.pressed_at)?,
         sent_at: body
             .sent_at
@@ -209,12 +323,7 @@ async fn press(
         negative_reason: body.negative_reason,
     };
     let outcome = store::press(&state.db, &device, input).await?;
-    if outcome.alerts_queued > 0 {
-        state.outbox_wake.notify_one();
-    }
-    if !outcome.replay {
-        changed(&state, &device).await;
-    }
+    after_press(&state, &device, &outcome).await;
     let status = if outcome.replay {
         StatusCode::OK
     } else {

@@ -214,6 +214,17 @@ pub struct OptionBody {
     polarity: String,
 }
 
+impl From<RatingOption> for OptionBody {
+    fn from(o: RatingOption) -> Self {
+        OptionBody {
+            key: o.key,
+            label: o.label,
+            label_en: o.label_en,
+            polarity: o.polarity.code().to_string(),
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct SettingsBody {
     press_interval_seconds: i64,
@@ -258,16 +269,7 @@ impl SettingsBody {
             press_interval_seconds: s.press_interval_seconds,
             rating_timeout_seconds: s.rating_timeout_seconds,
             bare_presses_count: s.bare_presses_count,
-            options: s
-                .options
-                .into_iter()
-                .map(|o| OptionBody {
-                    key: o.key,
-                    label: o.label,
-                    label_en: o.label_en,
-                    polarity: o.polarity.code().to_string(),
-                })
-                .collect(),
+            options: s.options.into_iter().map(OptionBody::from).collect(),
             negative_reasons: s.negative_reasons,
         }
     }

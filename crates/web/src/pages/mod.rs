@@ -3,12 +3,16 @@
 mod account;
 mod audit;
 mod home;
+mod kiosk;
 mod login;
 mod monitor;
 mod orgs;
+mod qr;
 mod roles;
 mod staff;
 mod tokens;
+
+pub use qr::QrLimits;
 
 use crate::auth::{urlencode, PageCaller};
 use crate::error::ApiError;
@@ -65,6 +69,10 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(audit::page))
         .route("/monitor", get(monitor::page))
         .route("/monitor/events", get(monitor::events))
+        .route("/kiosk", get(kiosk::page))
+        .route("/r/{token}", get(qr::page).post(qr::press))
+        .route("/r/{token}/staff/{id}/photo", get(qr::photo))
+        .route("/windows/{id}/qr", get(qr::card).post(qr::rotate))
 }
 
 /// Vendored CSS, JS and fonts, compiled into the binary; cached by the browser for a day.

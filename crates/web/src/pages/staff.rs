@@ -5,7 +5,7 @@ use super::{
     empty_none, error_page, notice, org_choices, render, render_status, FormError, FormFields,
     Pager, Saved, Shell, TreeRow,
 };
-use crate::api::accounts::check_photo;
+use crate::api::accounts::{check_photo, photo_response};
 use crate::auth::PageCaller;
 use crate::error::ApiError;
 use crate::login::hash;
@@ -408,14 +408,7 @@ pub async fn photo(
     Path(id): Path<i64>,
 ) -> Response {
     match accounts::photo(&state.db, &caller.scope, id).await {
-        Ok((bytes, kind)) => (
-            [
-                (header::CONTENT_TYPE, kind),
-                (header::CACHE_CONTROL, "private, max-age=60".to_string()),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok((bytes, kind)) => photo_response(bytes, kind),
         Err(e) => ApiError::from(e).status.into_response(),
     }
 }
