@@ -5,6 +5,7 @@ mod harness;
 
 mod api_auth;
 mod api_evaluation;
+mod api_evaluation_admin;
 mod api_org;
 mod api_people;
 mod api_scope;
