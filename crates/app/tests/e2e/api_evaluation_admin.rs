@@ -22,6 +22,17 @@ async fn device_status(app: &TestApp, token: &str) -> StatusCode {
 }
 
 async fn terminals_are_listed_revoked_and_rotated(app: TestApp) {
+    let (_, doc) = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    for p in [
+        "/api/v1/windows/{id}/terminals",
+        "/api/v1/terminals/{id}/revoke",
+        "/api/v1/terminals/{id}/rotate",
+        "/api/v1/business-types",
+        "/api/v1/follow-ups",
+        "/api/v1/follow-ups/{id}/close",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "OpenAPI lacks {p}");
+    }
     let a = counter(&app, "A").await;
     let (status, kiosk) = app
         .post(

@@ -379,29 +379,31 @@ async fn close_follow_up(
     ))
 }
 
-#[derive(Deserialize, Serialize, ToSchema)]
+/// Also the rows of the settings page's options table.
+#[derive(Clone, Deserialize, Serialize, ToSchema)]
 pub struct OptionBody {
-    key: String,
-    label: String,
-    label_en: Option<String>,
+    pub(crate) key: String,
+    pub(crate) label: String,
+    pub(crate) label_en: Option<String>,
     /// positive, neutral or negative
-    polarity: String,
+    pub(crate) polarity: String,
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct SettingsBody {
-    press_interval_seconds: i64,
-    rating_timeout_seconds: i64,
+    pub(crate) press_interval_seconds: i64,
+    pub(crate) rating_timeout_seconds: i64,
     /// Whether presses without an open prompt count (plain keypads without Start/End).
     #[serde(default)]
-    bare_presses_count: bool,
-    options: Vec<OptionBody>,
+    pub(crate) bare_presses_count: bool,
+    pub(crate) options: Vec<OptionBody>,
     #[serde(default)]
-    negative_reasons: Vec<String>,
+    pub(crate) negative_reasons: Vec<String>,
 }
 
+/// The settings page reads and sends the same shape as the API, so both check it the same way.
 impl SettingsBody {
-    fn into_settings(self) -> Result<EvaluationSettings, ApiError> {
+    pub(crate) fn into_settings(self) -> Result<EvaluationSettings, ApiError> {
         let mut options = Vec::new();
         for (i, o) in self.options.into_iter().enumerate() {
             let polarity = Polarity::parse(&o.polarity).ok_or_else(|| {
@@ -427,7 +429,7 @@ impl SettingsBody {
         })
     }
 
-    fn from_settings(s: EvaluationSettings) -> Self {
+    pub(crate) fn from_settings(s: EvaluationSettings) -> Self {
         SettingsBody {
             press_interval_seconds: s.press_interval_seconds,
             rating_timeout_seconds: s.rating_timeout_seconds,
