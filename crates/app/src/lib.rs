@@ -4,6 +4,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod notify;
+pub mod simulate;
 
 use anyhow::Context;
 use config::Config;

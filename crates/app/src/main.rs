@@ -32,6 +32,28 @@ enum Command {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Drive the device API like real counters (sign-in, Start, End, presses, duplicates, offline bursts).
+    Simulate {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+        /// An account that may create orgs, windows, staff and terminals.
+        #[arg(long, default_value = "admin")]
+        username: String,
+        /// Its password; KEPING_ADMIN_PASSWORD when absent.
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        terminals: usize,
+        /// Services (or presses) per second per terminal.
+        #[arg(long, default_value_t = 0.5)]
+        rate: f64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Presses only, counted as bare presses (keypads without Start/End): the press endpoint's load test.
+        #[arg(long)]
+        presses_only: bool,
+    },
     /// Measure keping on generated data (release build recommended). Load goes to 127.0.0.1 only.
     #[command(subcommand)]
     Bench(Bench),
@@ -99,6 +121,29 @@ async fn main() -> anyhow::Result<()> {
                 println!("password: {password}");
             }
             Ok(())
+        }
+        Command::Simulate {
+            base_url,
+            username,
+            password,
+            terminals,
+            rate,
+            duration,
+            presses_only,
+        } => {
+            let password = password
+                .or(config.admin_password.clone())
+                .context("give --password or KEPING_ADMIN_PASSWORD")?;
+            keping_app::simulate::run(keping_app::simulate::Simulation {
+                base_url,
+                username,
+                password,
+                terminals,
+                rate,
+                duration: std::time::Duration::from_secs(duration),
+                presses_only,
+            })
+            .await
         }
         Command::Bench(Bench::Platform {
             postgres,

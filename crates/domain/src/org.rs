@@ -232,9 +232,9 @@ mod tests {
     #[test]
     fn local_days() {
         // 2026-11-22 00:30 in Shanghai is 2026-11-21 16:30 UTC
-        let at = 1_795_365_000_000; // 2026-11-21T16:30:00Z
+        let at = 1_795_278_600_000; // 2026-11-21T16:30:00Z
         let (start, end) = local_day("Asia/Shanghai", at);
-        assert_eq!(start, 1_795_363_200_000); // 2026-11-21T16:00:00Z
+        assert_eq!(start, 1_795_276_800_000); // 2026-11-21T16:00:00Z
         assert_eq!(end - start, 86_400_000);
         assert_eq!(local_time("Asia/Shanghai", at), "2026-11-22 00:30:00");
         assert_eq!(local_time("UTC", at), "2026-11-21 16:30:00");

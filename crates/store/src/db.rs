@@ -256,6 +256,18 @@ impl Sql {
         self
     }
 
+    /// Appends `column IN (ids…)`; `ids` must not be empty.
+    pub fn in_ids(&mut self, column: &str, ids: &[i64]) -> &mut Self {
+        self.push(column).push(" IN (");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.arg(*id);
+        }
+        self.push(")")
+    }
+
     /// Appends a condition keeping rows whose org path (column `path_col`) lies within `reach`.
     pub fn reach(&mut self, path_col: &str, reach: &Reach) -> &mut Self {
         match reach {

@@ -8,7 +8,7 @@ use keping_domain::evaluation::{
     self as rules, Decision, EvaluationSettings, PressTarget, PressTime, PromptState,
 };
 use keping_domain::org::OrgPath;
-use keping_domain::scope::Scope;
+use keping_domain::scope::{Reach, Scope};
 use keping_domain::validate::{self, Invalid};
 use keping_domain::{now_millis, Millis};
 use serde::Serialize;
@@ -66,12 +66,43 @@ pub async fn put_settings(
     Ok(settings.clone())
 }
 
-pub async fn settings(db: &Db, scope: &Scope, org_id: i64) -> Result<EvaluationSettings> {
+/// The settings in force for an org and where they come from.
+#[derive(Debug, Clone)]
+pub struct SettingsInForce {
+    pub settings: EvaluationSettings,
+    /// The org that set them (the org itself or an ancestor); None: the built-in defaults.
+    pub from_org_id: Option<i64>,
+    pub from_org_name: Option<String>,
+}
+
+pub async fn settings(db: &Db, scope: &Scope, org_id: i64) -> Result<SettingsInForce> {
     let mut tx = db.read().await?;
     let path = org_in(&mut tx, scope, "org.view", org_id).await?;
-    let s = settings_for(&mut *tx, &path).await?;
+    let nearest = settings::nearest(&mut *tx, &path, SETTINGS).await?;
+    // the ancestor may lie outside the caller's reach; its name is no secret to those it governs
+    let from_org_name = match &nearest {
+        Some((from, _)) => Some(
+            Sql::new("SELECT name FROM orgs WHERE id = ")
+                .arg(*from)
+                .fetch_one::<(String,), _>(&mut *tx)
+                .await?
+                .0,
+        ),
+        None => None,
+    };
     tx.commit().await?;
-    Ok(s)
+    Ok(match nearest {
+        Some((from, settings)) => SettingsInForce {
+            settings,
+            from_org_id: Some(from),
+            from_org_name,
+        },
+        None => SettingsInForce {
+            settings: EvaluationSettings::default(),
+            from_org_id: None,
+            from_org_name: None,
+        },
+    })
 }
 
 async fn org_in(
@@ -88,6 +119,62 @@ async fn org_in(
     Ok(OrgPath::parse(&path).expect("stored org paths are well formed"))
 }
 
+/// The org a new window or business type goes to: one out of reach is a wrong choice (422), not
+/// a missing object.
+async fn org_for_new(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    permission: &str,
+    org_id: i64,
+    what: &str,
+) -> Result<OrgPath> {
+    org_in(tx, scope, permission, org_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => Invalid::new(
+                "org_id",
+                "unknown_org",
+                format!("there is no org {org_id} you may add {what} to"),
+            )
+            .into(),
+            e => e,
+        })
+}
+
+/// Keeps a list to one org's subtree (columns `o.path`), which must lie within the reach.
+async fn only_under(db: &Db, sql: &mut Sql, reach: &Reach, org_id: i64) -> Result<()> {
+    let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+        .arg(org_id)
+        .fetch_one(&db.pool)
+        .await?;
+    let path = OrgPath::parse(&path).expect("stored org paths are well formed");
+    if !reach.contains(&path) {
+        return Err(StoreError::NotFound);
+    }
+    let (lo, hi) = path.subtree_range();
+    sql.push(" AND o.path >= ")
+        .arg(lo)
+        .push(" AND o.path < ")
+        .arg(hi);
+    Ok(())
+}
+
+/// The id after which a newest-first or oldest-first list goes on.
+fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
+    decode_cursor(cursor)?
+        .map(|after| {
+            after.parse().map_err(|_| {
+                Invalid::new(
+                    "cursor",
+                    "invalid_cursor",
+                    "the cursor is not one this server made",
+                )
+                .into()
+            })
+        })
+        .transpose()
+}
+
 // ---------------------------------------------------------------- windows
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -98,9 +185,12 @@ pub struct Window {
     pub name: String,
     pub code: String,
     pub business_type_id: Option<i64>,
+    pub business_type_name: Option<String>,
     #[serde(serialize_with = "ser_bool")]
     #[schema(value_type = bool)]
     pub is_open: i64,
+    /// Terminals not revoked.
+    pub terminal_count: i64,
     #[serde(serialize_with = "keping_domain::ser_time")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
@@ -110,7 +200,9 @@ fn ser_bool<S: serde::Serializer>(v: &i64, s: S) -> std::result::Result<S::Ok, S
     s.serialize_bool(*v != 0)
 }
 
-const WINDOW_SELECT: &str = "SELECT w.id, w.org_id, o.name AS org_name, w.name, w.code, w.business_type_id, w.is_open, w.created_at FROM windows w JOIN orgs o ON o.id = w.org_id";
+const WINDOW_SELECT: &str = "SELECT w.id, w.org_id, o.name AS org_name, w.name, w.code, w.business_type_id, bt.name AS business_type_name, w.is_open, \
+     (SELECT COUNT(*) FROM terminals t WHERE t.window_id = w.id AND t.revoked_at IS NULL) AS terminal_count, w.created_at \
+     FROM windows w JOIN orgs o ON o.id = w.org_id LEFT JOIN business_types bt ON bt.id = w.business_type_id";
 const WINDOW_READERS: &[&str] = &["window.manage", "terminal.manage", "monitor.view"];
 
 pub struct NewWindow {
@@ -126,17 +218,7 @@ pub async fn create_window(db: &Db, scope: &Scope, new: NewWindow) -> Result<Win
     let name = validate::required_text("name", &new.name, 50)?;
     let code = validate::code("code", &new.code, 32)?;
     let mut tx = db.begin().await?;
-    let path = org_in(&mut tx, scope, "window.manage", new.org_id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => Invalid::new(
-                "org_id",
-                "unknown_org",
-                format!("there is no org {} you may add windows to", new.org_id),
-            )
-            .into(),
-            e => e,
-        })?;
+    let path = org_for_new(&mut tx, scope, "window.manage", new.org_id, "windows").await?;
     let now = now_millis();
     let id = Sql::new(
         "INSERT INTO windows (org_id, name, code, is_open, created_at, updated_at) VALUES (",
@@ -225,20 +307,7 @@ pub async fn windows(
     let mut sql = Sql::new(&format!("{WINDOW_SELECT} WHERE "));
     sql.reach("o.path", &reach);
     if let Some(org_id) = filter.org_id {
-        let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
-            .arg(org_id)
-            .fetch_optional(&db.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let path = OrgPath::parse(&path).expect("stored org paths are well formed");
-        if !reach.contains(&path) {
-            return Err(StoreError::NotFound);
-        }
-        let (lo, hi) = path.subtree_range();
-        sql.push(" AND o.path >= ")
-            .arg(lo)
-            .push(" AND o.path < ")
-            .arg(hi);
+        only_under(db, &mut sql, &reach, org_id).await?;
     }
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         let like = format!("%{}%", q.to_lowercase());
@@ -248,14 +317,7 @@ pub async fn windows(
             .arg(like)
             .push(")");
     }
-    if let Some(after) = decode_cursor(cursor)? {
-        let after: i64 = after.parse().map_err(|_| {
-            Invalid::new(
-                "cursor",
-                "invalid_cursor",
-                "the cursor is not one this server made",
-            )
-        })?;
+    if let Some(after) = id_cursor(cursor)? {
         sql.push(" AND w.id > ").arg(after);
     }
     sql.push(" ORDER BY w.id LIMIT ").arg(limit + 1);
@@ -268,6 +330,8 @@ pub struct WindowPatch {
     pub name: Option<String>,
     pub code: Option<String>,
     pub is_open: Option<bool>,
+    /// Some(None) takes the business type away.
+    pub business_type_id: Option<Option<i64>>,
 }
 
 pub async fn update_window(db: &Db, scope: &Scope, id: i64, patch: WindowPatch) -> Result<Window> {
@@ -293,12 +357,23 @@ pub async fn update_window(db: &Db, scope: &Scope, id: i64, patch: WindowPatch) 
         .transpose()?
         .unwrap_or_else(|| before.code.clone());
     let is_open = patch.is_open.map_or(before.is_open, i64::from);
+    let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+        .arg(before.org_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let business_type_id = match patch.business_type_id {
+        None => before.business_type_id,
+        Some(None) => None,
+        Some(Some(bt)) => Some(usable_business_type(&mut tx, &path, bt).await?),
+    };
     Sql::new("UPDATE windows SET name = ")
         .arg(&name)
         .push(", code = ")
         .arg(&code)
         .push(", is_open = ")
         .arg(is_open)
+        .push(", business_type_id = ")
+        .arg(business_type_id)
         .push(", updated_at = ")
         .arg(now_millis())
         .push(" WHERE id = ")
@@ -309,15 +384,16 @@ pub async fn update_window(db: &Db, scope: &Scope, id: i64, patch: WindowPatch) 
             StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
             e => e,
         })?;
-    let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
-        .arg(before.org_id)
-        .fetch_one(&mut *tx)
-        .await?;
     let mut changes = Changes::new();
     changes
         .field("name", &before.name, &name)
         .field("code", &before.code, &code)
-        .field("is_open", &(before.is_open != 0), &(is_open != 0));
+        .field("is_open", &(before.is_open != 0), &(is_open != 0))
+        .field(
+            "business_type_id",
+            &before.business_type_id,
+            &business_type_id,
+        );
     audit::record(
         &mut *tx,
         scope.into(),
@@ -337,6 +413,161 @@ pub async fn update_window(db: &Db, scope: &Scope, id: i64, patch: WindowPatch) 
         .await?;
     tx.commit().await?;
     Ok(after)
+}
+
+// ---------------------------------------------------------------- business types
+
+/// 业务: what a window handles. Defined at an org; windows of that org and of its whole subtree
+/// may use it, so a head office defines them once for every outlet.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct BusinessType {
+    pub id: i64,
+    pub org_id: i64,
+    pub org_name: String,
+    pub name: String,
+    pub code: String,
+    #[serde(serialize_with = "keping_domain::ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+}
+
+const BUSINESS_TYPE_SELECT: &str = "SELECT bt.id, bt.org_id, o.name AS org_name, bt.name, bt.code, bt.created_at FROM business_types bt JOIN orgs o ON o.id = bt.org_id";
+
+pub struct NewBusinessType {
+    pub org_id: i64,
+    pub name: String,
+    pub code: String,
+}
+
+pub async fn create_business_type(
+    db: &Db,
+    scope: &Scope,
+    new: NewBusinessType,
+) -> Result<BusinessType> {
+    if !scope.has("window.manage") {
+        return Err(StoreError::Forbidden("window.manage"));
+    }
+    let name = validate::required_text("name", &new.name, 50)?;
+    let code = validate::code("code", &new.code, 32)?;
+    let mut tx = db.begin().await?;
+    let path = org_for_new(
+        &mut tx,
+        scope,
+        "window.manage",
+        new.org_id,
+        "business types",
+    )
+    .await?;
+    let now = now_millis();
+    let id = Sql::new(
+        "INSERT INTO business_types (org_id, name, code, enabled, created_at, updated_at) VALUES (",
+    )
+    .arg(new.org_id)
+    .push(", ")
+    .arg(&name)
+    .push(", ")
+    .arg(&code)
+    .push(", 1, ")
+    .arg(now)
+    .push(", ")
+    .arg(now)
+    .push(") RETURNING id")
+    .fetch_i64(&mut *tx)
+    .await
+    .map_err(|e| match e {
+        StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
+        e => e,
+    })?;
+    let mut changes = Changes::new();
+    changes.set("name", &name).set("code", &code);
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: path.as_str(),
+            action: "create",
+            entity: "business_type",
+            entity_id: Some(id),
+            summary: name,
+            changes: Some(changes),
+        },
+    )
+    .await?;
+    let bt: BusinessType = Sql::new(&format!("{BUSINESS_TYPE_SELECT} WHERE bt.id = "))
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(bt)
+}
+
+/// Business types for those who see windows. With `usable_at`, the ones a window of that org may
+/// use (defined there or above it); without, those defined within the caller's reach or above it.
+pub async fn business_types(
+    db: &Db,
+    scope: &Scope,
+    usable_at: Option<i64>,
+) -> Result<Vec<BusinessType>> {
+    if !WINDOW_READERS.iter().any(|p| scope.has(p)) {
+        return Err(StoreError::Forbidden("window.manage"));
+    }
+    let reach = scope.reach_any(WINDOW_READERS);
+    let mut sql = Sql::new(&format!("{BUSINESS_TYPE_SELECT} WHERE "));
+    match usable_at {
+        Some(org_id) => {
+            let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+                .arg(org_id)
+                .fetch_one(&db.pool)
+                .await?;
+            let path = OrgPath::parse(&path).expect("stored org paths are well formed");
+            if !reach.contains(&path) {
+                return Err(StoreError::NotFound);
+            }
+            sql.in_ids("bt.org_id", &path.ids());
+        }
+        None => {
+            // the types above the reach are the ones its windows inherit
+            let above: Vec<i64> = match &reach {
+                Reach::Some { subtrees, nodes } => subtrees
+                    .iter()
+                    .chain(nodes)
+                    .flat_map(OrgPath::ids)
+                    .collect(),
+                Reach::Nothing | Reach::Everything => Vec::new(),
+            };
+            sql.push("(").reach("o.path", &reach);
+            if !above.is_empty() {
+                sql.push(" OR ");
+                sql.in_ids("bt.org_id", &above);
+            }
+            sql.push(")");
+        }
+    }
+    sql.push(" ORDER BY o.path, bt.code");
+    sql.fetch_all(&db.pool).await
+}
+
+/// A business type a window at `window_path` may use: defined at its org or above it.
+async fn usable_business_type(
+    tx: &mut Transaction<'static, Any>,
+    window_path: &str,
+    id: i64,
+) -> Result<i64> {
+    let path = OrgPath::parse(window_path).expect("stored org paths are well formed");
+    let mut sql = Sql::new("SELECT id FROM business_types WHERE id = ");
+    sql.arg(id).push(" AND ");
+    sql.in_ids("org_id", &path.ids());
+    sql.fetch_optional::<(i64,), _>(&mut **tx)
+        .await?
+        .map(|(id,)| id)
+        .ok_or_else(|| {
+            Invalid::new(
+                "business_type_id",
+                "unknown_business_type",
+                format!("business type {id} is not defined for this window's org or above it"),
+            )
+            .into()
+        })
 }
 
 // ---------------------------------------------------------------- terminals
@@ -359,6 +590,8 @@ pub struct Terminal {
     pub revoked_at: Option<i64>,
 }
 
+const TERMINAL_SELECT: &str =
+    "SELECT id, window_id, kind, name, created_at, last_seen_at, revoked_at FROM terminals";
 const TERMINAL_KINDS: [&str; 3] = ["keypad", "kiosk", "qr"];
 
 /// Registers a terminal for a window in reach. Answers it with its token, which is shown once.
@@ -474,21 +707,124 @@ async fn insert_terminal(
         .push(") RETURNING id")
         .fetch_i64(&mut **tx)
         .await?;
+    let t = terminal_changed(tx, scope, &path, id, "create").await?;
+    Ok((t, token, path))
+}
+
+/// A window's terminals, live ones first, for those who manage or watch terminals there.
+pub async fn terminals(db: &Db, scope: &Scope, window_id: i64) -> Result<Vec<Terminal>> {
+    const READERS: &[&str] = &["terminal.manage", "monitor.view"];
+    if !READERS.iter().any(|p| scope.has(p)) {
+        return Err(StoreError::Forbidden("terminal.manage"));
+    }
+    let mut tx = db.read().await?;
+    let mut sql =
+        Sql::new("SELECT w.id FROM windows w JOIN orgs o ON o.id = w.org_id WHERE w.id = ");
+    sql.arg(window_id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach_any(READERS));
+    sql.fetch_one::<(i64,), _>(&mut *tx).await?;
+    let list = Sql::new(&format!("{TERMINAL_SELECT} WHERE window_id = "))
+        .arg(window_id)
+        .push(" ORDER BY CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END, id")
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(list)
+}
+
+/// A terminal in reach of terminal.manage: its org path and whether it is revoked.
+async fn terminal_in(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    id: i64,
+) -> Result<(String, Option<i64>)> {
+    let mut sql = Sql::new("SELECT o.path, t.revoked_at FROM terminals t JOIN windows w ON w.id = t.window_id JOIN orgs o ON o.id = w.org_id WHERE t.id = ");
+    sql.arg(id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach("terminal.manage"));
+    sql.fetch_one(&mut **tx).await
+}
+
+fn already_revoked(id: i64) -> StoreError {
+    StoreError::Conflict {
+        field: None,
+        code: "terminal_revoked",
+        message: format!("terminal {id} is revoked already; register a new one"),
+    }
+}
+
+/// 吊销: the terminal's token stops working with its next request.
+pub async fn revoke_terminal(db: &Db, scope: &Scope, id: i64) -> Result<Terminal> {
+    if !scope.has("terminal.manage") {
+        return Err(StoreError::Forbidden("terminal.manage"));
+    }
+    let mut tx = db.begin().await?;
+    let (path, _) = terminal_in(&mut tx, scope, id).await?;
+    let now = now_millis();
+    let n = Sql::new("UPDATE terminals SET revoked_at = ")
+        .arg(now)
+        .push(" WHERE id = ")
+        .arg(id)
+        .push(" AND revoked_at IS NULL")
+        .execute(&mut *tx)
+        .await?;
+    if n == 0 {
+        return Err(already_revoked(id));
+    }
+    let t = terminal_changed(&mut tx, scope, &path, id, "revoke").await?;
+    tx.commit().await?;
+    Ok(t)
+}
+
+/// 更换令牌: a new token for the same terminal, shown once; the old one stops working at once.
+pub async fn rotate_terminal(db: &Db, scope: &Scope, id: i64) -> Result<(Terminal, String)> {
+    if !scope.has("terminal.manage") {
+        return Err(StoreError::Forbidden("terminal.manage"));
+    }
+    let mut tx = db.begin().await?;
+    let (path, revoked_at) = terminal_in(&mut tx, scope, id).await?;
+    if revoked_at.is_some() {
+        return Err(already_revoked(id));
+    }
+    let token = new_secret("kpd");
+    Sql::new("UPDATE terminals SET digest = ")
+        .arg(secret_digest(&token))
+        .push(" WHERE id = ")
+        .arg(id)
+        .execute(&mut *tx)
+        .await?;
+    let t = terminal_changed(&mut tx, scope, &path, id, "rotate").await?;
+    tx.commit().await?;
+    Ok((t, token))
+}
+
+/// Audits a change to a terminal and reads it back.
+async fn terminal_changed(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    path: &str,
+    id: i64,
+    action: &str,
+) -> Result<Terminal> {
+    let t: Terminal = Sql::new(&format!("{TERMINAL_SELECT} WHERE id = "))
+        .arg(id)
+        .fetch_one(&mut **tx)
+        .await?;
     audit::record(
         &mut **tx,
         scope.into(),
         Entry {
-            org_path: &path,
-            action: "create",
+            org_path: path,
+            action,
             entity: "terminal",
             entity_id: Some(id),
-            summary: format!("{kind} {name}"),
+            summary: format!("{} {}", t.kind, t.name),
             changes: None,
         },
     )
     .await?;
-    let t: Terminal = Sql::new("SELECT id, window_id, kind, name, created_at, last_seen_at, revoked_at FROM terminals WHERE id = ").arg(id).fetch_one(&mut **tx).await?;
-    Ok((t, token, path))
+    Ok(t)
 }
 
 /// The terminal a device token belongs to, with its window's place in the tree.
@@ -1243,6 +1579,15 @@ pub fn mask_phone(phone: &str) -> String {
         .collect()
 }
 
+/// A customer's phone number as this caller may see it: whole with phone.view, else masked.
+fn shown_phone(scope: &Scope, phone: Option<String>) -> Option<String> {
+    if scope.has("phone.view") {
+        phone
+    } else {
+        phone.as_deref().map(mask_phone)
+    }
+}
+
 /// Ratings within the caller's statistics reach, newest first.
 pub async fn ratings(
     db: &Db,
@@ -1261,20 +1606,7 @@ pub async fn ratings(
     );
     sql.reach("o.path", &reach);
     if let Some(org_id) = filter.org_id {
-        let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
-            .arg(org_id)
-            .fetch_optional(&db.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let path = OrgPath::parse(&path).expect("stored org paths are well formed");
-        if !reach.contains(&path) {
-            return Err(StoreError::NotFound);
-        }
-        let (lo, hi) = path.subtree_range();
-        sql.push(" AND o.path >= ")
-            .arg(lo)
-            .push(" AND o.path < ")
-            .arg(hi);
+        only_under(db, &mut sql, &reach, org_id).await?;
     }
     if let Some(w) = filter.window_id {
         sql.push(" AND r.window_id = ").arg(w);
@@ -1288,28 +1620,169 @@ pub async fn ratings(
     if let Some(t) = filter.to_ms {
         sql.push(" AND r.rated_at < ").arg(t);
     }
-    if let Some(after) = decode_cursor(cursor)? {
-        let after: i64 = after.parse().map_err(|_| {
-            Invalid::new(
-                "cursor",
-                "invalid_cursor",
-                "the cursor is not one this server made",
-            )
-        })?;
+    if let Some(after) = id_cursor(cursor)? {
         sql.push(" AND r.id < ").arg(after);
     }
     sql.push(" ORDER BY r.id DESC LIMIT ").arg(limit + 1);
     let mut rows: Vec<Rating> = sql.fetch_all(&db.pool).await?;
-    let (details, full_phone) = (scope.has("negative.view"), scope.has("phone.view"));
+    let details = scope.has("negative.view");
     for r in &mut rows {
-        if !details {
+        if details {
+            r.phone = shown_phone(scope, r.phone.take());
+        } else {
             r.negative_reason = None;
             r.phone = None;
-        } else if !full_phone {
-            r.phone = r.phone.as_deref().map(mask_phone);
         }
     }
     Ok(Page::from_rows(rows, limit, |r| r.id.to_string()))
+}
+
+// ---------------------------------------------------------------- follow-ups
+
+/// 待跟进: opened by a negative rating; someone must close it with a note on what was done.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct FollowUp {
+    pub id: i64,
+    /// open or closed
+    pub status: String,
+    pub org_id: i64,
+    pub org_name: String,
+    pub window_id: i64,
+    pub window_name: String,
+    pub staff_id: Option<i64>,
+    pub staff_name: Option<String>,
+    pub rating_id: i64,
+    pub key: String,
+    /// The option's label when the rating was given.
+    pub label: String,
+    pub negative_reason: Option<String>,
+    /// Masked (138****5678) for roles without phone.view.
+    pub phone: Option<String>,
+    #[serde(serialize_with = "keping_domain::ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub rated_at: i64,
+    #[serde(serialize_with = "keping_domain::ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    /// What was done about it, given when closing.
+    pub note: Option<String>,
+    #[serde(serialize_with = "keping_domain::ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub closed_at: Option<i64>,
+    pub closed_by: Option<i64>,
+    pub closed_by_name: Option<String>,
+}
+
+const FOLLOW_UP_SELECT: &str = "SELECT f.id, f.status, f.org_id, o.name AS org_name, f.window_id, w.name AS window_name, f.staff_id, s.name AS staff_name, \
+     f.rating_id, r.key, r.label, r.negative_reason, r.phone, r.rated_at, f.created_at, f.note, f.closed_at, f.closed_by, c.name AS closed_by_name \
+     FROM follow_ups f JOIN ratings r ON r.id = f.rating_id JOIN windows w ON w.id = f.window_id JOIN orgs o ON o.id = f.org_id \
+     LEFT JOIN users s ON s.id = f.staff_id LEFT JOIN users c ON c.id = f.closed_by";
+
+#[derive(Default)]
+pub struct FollowUpFilter {
+    /// open or closed; both when None.
+    pub status: Option<String>,
+    /// Only follow-ups in this org's subtree.
+    pub org_id: Option<i64>,
+}
+
+/// Follow-ups within the reach of followup.handle, newest first. They belong to the outlet, not
+/// to a person (the clerk rated is no one to handle his own complaint), so the reach is by org.
+pub async fn follow_ups(
+    db: &Db,
+    scope: &Scope,
+    filter: &FollowUpFilter,
+    limit: i64,
+    cursor: Option<&str>,
+) -> Result<Page<FollowUp>> {
+    if !scope.has("followup.handle") {
+        return Err(StoreError::Forbidden("followup.handle"));
+    }
+    let reach = scope.reach("followup.handle");
+    let mut sql = Sql::new(&format!("{FOLLOW_UP_SELECT} WHERE "));
+    sql.reach("o.path", &reach);
+    if let Some(status) = &filter.status {
+        if !["open", "closed"].contains(&status.as_str()) {
+            return Err(Invalid::new(
+                "status",
+                "invalid_choice",
+                format!("status must be open or closed, not '{status}'"),
+            )
+            .into());
+        }
+        sql.push(" AND f.status = ").arg(status);
+    }
+    if let Some(org_id) = filter.org_id {
+        only_under(db, &mut sql, &reach, org_id).await?;
+    }
+    if let Some(after) = id_cursor(cursor)? {
+        sql.push(" AND f.id < ").arg(after);
+    }
+    sql.push(" ORDER BY f.id DESC LIMIT ").arg(limit + 1);
+    let mut rows: Vec<FollowUp> = sql.fetch_all(&db.pool).await?;
+    for f in &mut rows {
+        f.phone = shown_phone(scope, f.phone.take());
+    }
+    Ok(Page::from_rows(rows, limit, |f| f.id.to_string()))
+}
+
+/// 处理: closes a follow-up with a note on what was done. Closed is final: a second close is a conflict.
+pub async fn close_follow_up(db: &Db, scope: &Scope, id: i64, note: &str) -> Result<FollowUp> {
+    if !scope.has("followup.handle") {
+        return Err(StoreError::Forbidden("followup.handle"));
+    }
+    let note = validate::required_text("note", note, 500)?;
+    let mut tx = db.begin().await?;
+    let mut sql =
+        Sql::new("SELECT o.path FROM follow_ups f JOIN orgs o ON o.id = f.org_id WHERE f.id = ");
+    sql.arg(id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach("followup.handle"));
+    let (path,): (String,) = sql.fetch_one(&mut *tx).await?;
+    let now = now_millis();
+    // the status condition settles two people closing at once: one wins, the other is told
+    let n = Sql::new("UPDATE follow_ups SET status = 'closed', note = ")
+        .arg(&note)
+        .push(", closed_at = ")
+        .arg(now)
+        .push(", closed_by = ")
+        .arg(scope.user_id)
+        .push(" WHERE id = ")
+        .arg(id)
+        .push(" AND status = 'open'")
+        .execute(&mut *tx)
+        .await?;
+    if n == 0 {
+        return Err(StoreError::Conflict {
+            field: None,
+            code: "already_closed",
+            message: format!("follow-up {id} is closed already"),
+        });
+    }
+    let mut changes = Changes::new();
+    changes
+        .field("status", &"open", &"closed")
+        .set("note", &note);
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "close",
+            entity: "follow_up",
+            entity_id: Some(id),
+            summary: note,
+            changes: Some(changes),
+        },
+    )
+    .await?;
+    let mut closed: FollowUp = Sql::new(&format!("{FOLLOW_UP_SELECT} WHERE f.id = "))
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    closed.phone = shown_phone(scope, closed.phone.take());
+    Ok(closed)
 }
 
 #[cfg(test)]

@@ -16,14 +16,7 @@ pub async fn nearest<'e, T: DeserializeOwned, E: Executor<'e, Database = Any>>(
 ) -> Result<Option<(i64, T)>> {
     let ids = path.ids();
     let mut sql = Sql::new("SELECT org_id, value FROM org_settings WHERE name = ");
-    sql.arg(name).push(" AND org_id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.arg(*id);
-    }
-    sql.push(")");
+    sql.arg(name).push(" AND ").in_ids("org_id", &ids);
     let rows: Vec<(i64, String)> = sql.fetch_all(ex).await?;
     Ok(ids
         .iter()

@@ -1,8 +1,10 @@
 // Small behaviours shared by all pages: remember where the language switch was pressed,
 // ask before any form marked data-confirm is sent, tick a whole group at once, copy a secret,
-// print from a [data-print] button.
+// print from a [data-print] button, and complete a server-relative address with the address the
+// browser used to reach the server.
 document.addEventListener('DOMContentLoaded', () => {
   document.querySelectorAll('[data-back]').forEach((el) => { el.value = location.pathname + location.search; });
+  document.querySelectorAll('[data-absolute-url]').forEach((el) => { el.value = location.origin + el.getAttribute('value'); });
 });
 document.addEventListener('submit', (e) => {
   const msg = e.target.getAttribute('data-confirm');

@@ -230,3 +230,287 @@ async fn org_page_creates_a_node_and_switches_language() {
     browser.shot("orgs.en.phone.png").await;
     browser.client.clone().close().await.unwrap();
 }
+
+impl Browser {
+    /// Waits until the element is shown (after a collapse opens, say), so it can be typed into.
+    pub async fn visible(&self, css: &str) {
+        for _ in 0..50 {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                if el.is_displayed().await.unwrap_or(false) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never became visible");
+    }
+
+    /// The current value of a form field (what the page's script or the person put there).
+    pub async fn value(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    pub async fn select(&self, css: &str, value: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("{css} = {value}: {e}"));
+    }
+
+    /// Clicks a button that sends its form, and waits for the answer to replace the page (else
+    /// the next look could still find the old page's elements).
+    pub async fn submit(&self, css: &str) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.click(css).await;
+        self.replaced(old, css).await;
+    }
+
+    /// Like `submit`, for a form that asks "are you sure?" first: says yes.
+    pub async fn submit_confirmed(&self, css: &str) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.click(css).await;
+        let mut asked = false;
+        for _ in 0..50 {
+            if self.client.accept_alert().await.is_ok() {
+                asked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(asked, "{css} asked for no confirmation");
+        self.replaced(old, css).await;
+    }
+
+    async fn replaced(&self, old: fantoccini::elements::Element, css: &str) {
+        for _ in 0..100 {
+            if old.tag_name().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} did not lead to a new page");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_pages_manage_windows_terminals_settings_and_follow_ups() {
+    use crate::api_evaluation::{counter, end, start};
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+
+    if !enabled() {
+        eprintln!("skipped: set KEPING_TEST_BROWSER=1 with chromium and chromedriver installed");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    // an outlet with a window whose clerk got a 不满意, and a business type for every outlet
+    let c = counter(&app, "CD").await;
+    app.call(
+        Method::POST,
+        "/api/v1/device/sign-in",
+        Some(&c.terminal),
+        Some(json!({"employee_no": "CCD"})),
+    )
+    .await;
+    for (idem, reason) in [("neg-1", "服务效率"), ("neg-2", "服务礼仪")] {
+        let s = start(&app, &c).await;
+        end(&app, &c, s).await;
+        let (status, _) = app.call(Method::POST, "/api/v1/device/presses", Some(&c.terminal), Some(json!({"key": "dissatisfied", "idempotency_key": idem, "pressed_at": chrono::Utc::now().to_rfc3339(), "phone": "13800135678", "negative_reason": reason}))).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let root = app.root_id().await;
+    let (status, _) = app
+        .post(
+            "/api/v1/business-types",
+            &app.admin_token,
+            json!({"org_id": root, "name": "个人业务", "code": "RETAIL"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let browser = Browser::start(1366, 900).await;
+    browser
+        .login(&app, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let go = |path: String| {
+        let client = browser.client.clone();
+        async move { client.goto(&path).await.unwrap() }
+    };
+
+    // 窗口管理: add a window through the form
+    go(format!("{}/windows", app.url)).await;
+    assert!(browser.text("#sidebar").await.contains("窗口管理"));
+    browser.click("#window-new-toggle").await;
+    browser.visible("#n-name").await;
+    browser.select("#n-org", &c.outlet.to_string()).await;
+    browser.fill("#n-name", "2号窗口").await;
+    browser.fill("#n-code", "W2").await;
+    browser.submit("#window-create").await;
+    assert!(!browser.text("#notice").await.is_empty());
+    assert!(browser.text("#window-name").await.contains("2号窗口"));
+    let windows = app.all("/api/v1/windows", &app.admin_token).await;
+    let window = windows.iter().find(|w| w["code"] == "W2").unwrap();
+    let window_id = window["id"].as_i64().unwrap();
+    assert_eq!(window["org_id"], c.outlet);
+
+    // its business type, chosen from the head office's
+    let (_, types) = app.get("/api/v1/business-types", &app.admin_token).await;
+    let retail = types["items"][0]["id"].to_string();
+    browser.select("#e-bt", &retail).await;
+    browser.submit("#window-save").await;
+    assert!(browser.text("#window-name").await.contains("2号窗口"));
+    let (_, saved) = app
+        .get(&format!("/api/v1/windows/{window_id}"), &app.admin_token)
+        .await;
+    assert_eq!(saved["business_type_name"], "个人业务");
+
+    // a kiosk: its token and setup address are shown once, and the token works
+    browser.select("#t-kind", "kiosk").await;
+    browser.fill("#t-name", "大堂平板").await;
+    browser.submit("#terminal-register").await;
+    browser.text("#new-token").await;
+    let token = browser.value("#token").await;
+    assert!(token.starts_with("kpd"), "{token}");
+    let setup = browser.value("#setup-url").await;
+    assert_eq!(setup, format!("{}/kiosk#{token}", app.url));
+    let (status, _) = app
+        .call(Method::POST, "/api/v1/device/sign-out", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    browser.shot("window.zh.png").await;
+    go(format!("{}/windows/{window_id}", app.url)).await;
+    assert!(browser.text("#terminals-table").await.contains("大堂平板"));
+    assert!(!browser.client.source().await.unwrap().contains(&token));
+
+    go(format!("{}/business-types", app.url)).await;
+    assert!(browser
+        .text("#business-types-table")
+        .await
+        .contains("个人业务"));
+    browser.shot("business_types.zh.png").await;
+    go(format!("{}/windows", app.url)).await;
+    let table = browser.text("#windows-table").await;
+    assert!(
+        table.contains("2号窗口") && table.contains("个人业务"),
+        "{table}"
+    );
+    browser.shot("windows.zh.png").await;
+
+    // 评价设置: a refused save shows the error beside the row; a good one is kept
+    go(format!(
+        "{}/evaluation-settings?org_id={}",
+        app.url, c.outlet
+    ))
+    .await;
+    assert!(browser.text("#settings-source").await.contains("默认"));
+    let row =
+        |n: usize, field: &str| format!("#options [data-option-row]:nth-child({n}) [name={field}]");
+    browser.fill(&row(1, "key"), "satisfied").await;
+    browser.submit("#settings-save").await;
+    let error = browser
+        .text("#options [data-option-row]:nth-child(2) [data-row-error]")
+        .await;
+    assert!(error.contains("选项代码"), "{error}");
+    browser.shot("settings.error.zh.png").await;
+    browser.fill(&row(1, "key"), "very_satisfied").await;
+    browser.fill(&row(2, "label"), "比较满意").await;
+    browser.submit("#settings-save").await;
+    assert!(!browser.text("#notice").await.is_empty());
+    assert!(browser
+        .text("#settings-source")
+        .await
+        .contains("自己的设置"));
+    assert_eq!(browser.value(&row(2, "label")).await, "比较满意");
+    let (_, settings) = app
+        .get(
+            &format!("/api/v1/orgs/{}/evaluation-settings", c.outlet),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(settings["options"][1]["label"], "比较满意");
+    assert_eq!(settings["options"][0]["key"], "very_satisfied");
+    browser.shot("settings.zh.png").await;
+
+    // 待跟进: the 不满意 is waiting; handling it needs a note and a yes
+    go(format!("{}/follow-ups", app.url)).await;
+    let table = browser.text("#follow-ups-table").await;
+    assert!(
+        table.contains("不满意") && table.contains("服务效率") && table.contains("13800135678"),
+        "{table}"
+    );
+    browser.shot("follow_ups.zh.png").await;
+    let (_, items) = app.get("/api/v1/follow-ups", &app.admin_token).await;
+    let item = items["items"][0]["id"].as_i64().unwrap();
+    browser.click(&format!("#handle-{item}")).await;
+    browser.visible(&format!("#note-{item}")).await;
+    browser
+        .fill(&format!("#note-{item}"), "已致电客户致歉")
+        .await;
+    browser.shot("follow_ups.handle.zh.png").await;
+    browser
+        .submit_confirmed(&format!("#close-submit-{item}"))
+        .await;
+    assert!(!browser.text("#notice").await.is_empty());
+    assert!(!browser.text("#follow-ups-table").await.contains("服务礼仪"));
+    go(format!("{}/follow-ups?status=closed", app.url)).await;
+    let closed = browser.text("#follow-ups-table").await;
+    assert!(
+        closed.contains("已致电客户致歉") && closed.contains("服务礼仪"),
+        "{closed}"
+    );
+
+    // on a phone
+    browser.client.set_window_size(390, 844).await.unwrap();
+    go(format!("{}/follow-ups", app.url)).await;
+    browser.text("#follow-ups-table").await;
+    browser.shot("follow_ups.zh.phone.png").await;
+    go(format!("{}/windows", app.url)).await;
+    browser.text("#windows-table").await;
+    browser.shot("windows.zh.phone.png").await;
+    go(format!("{}/windows/{window_id}", app.url)).await;
+    browser.text("#terminals-table").await;
+    browser.shot("window.zh.phone.png").await;
+    go(format!(
+        "{}/evaluation-settings?org_id={}",
+        app.url, c.outlet
+    ))
+    .await;
+    browser.text("#options").await;
+    browser.shot("settings.zh.phone.png").await;
+
+    // and in English
+    browser.client.set_window_size(1366, 900).await.unwrap();
+    go(format!("{}/windows", app.url)).await;
+    browser.click("#switch-lang").await;
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//a[contains(., 'Windows')]"))
+        .await
+        .unwrap();
+    assert!(browser
+        .text("#sidebar")
+        .await
+        .contains("Service evaluation"));
+    browser.text("#windows-table").await;
+    browser.shot("windows.en.png").await;
+    go(format!(
+        "{}/evaluation-settings?org_id={}",
+        app.url, c.outlet
+    ))
+    .await;
+    browser.text("#options").await;
+    browser.shot("settings.en.png").await;
+    browser.client.clone().close().await.unwrap();
+}

@@ -6,6 +6,7 @@ mod harness;
 mod api_auth;
 mod api_device_state;
 pub mod api_evaluation;
+mod api_evaluation_admin;
 mod api_org;
 mod api_people;
 mod api_scope;

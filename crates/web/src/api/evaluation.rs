@@ -1,4 +1,5 @@
-//! Windows, terminals and evaluation settings, for the people who run the counters.
+//! Windows, business types, terminals, evaluation settings, ratings and follow-ups, for the people
+//! who run the counters.
 
 use crate::auth::Caller;
 use crate::error::{page_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
@@ -8,7 +9,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use keping_domain::evaluation::{EvaluationSettings, Polarity, RatingOption};
 use keping_store::evaluation::{
-    self as store, NewWindow, Rating, RatingFilter, Terminal, Window, WindowFilter, WindowPatch,
+    self as store, BusinessType, FollowUp, FollowUpFilter, NewBusinessType, NewWindow, Rating,
+    RatingFilter, Terminal, Window, WindowFilter, WindowPatch,
 };
 use keping_store::Page;
 use serde::{Deserialize, Serialize};
@@ -19,9 +21,15 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_windows, create_window))
         .routes(routes!(get_window, update_window))
+        .routes(routes!(list_business_types, create_business_type))
         .routes(routes!(create_terminal))
+        .routes(routes!(list_terminals))
+        .routes(routes!(revoke_terminal))
+        .routes(routes!(rotate_terminal))
         .routes(routes!(get_settings, put_settings))
         .routes(routes!(list_ratings))
+        .routes(routes!(list_follow_ups))
+        .routes(routes!(close_follow_up))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -143,8 +151,13 @@ pub struct UpdateWindow {
     code: Option<String>,
     /// false closes the window (增加窗口 / 关闭窗口).
     is_open: Option<bool>,
+    /// A business type of the window's org or of an org above it; null takes it away.
+    #[serde(default, deserialize_with = "crate::double_option")]
+    #[schema(value_type = Option<i64>)]
+    business_type_id: Option<Option<i64>>,
 }
 
+/// Rename, close or reopen a window, or give it a business type.
 #[utoipa::path(patch, path = "/api/v1/windows/{id}", tag = "evaluation", security(("bearer" = [])), request_body = UpdateWindow,
     responses((status = 200, body = Window), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_window(
@@ -157,6 +170,7 @@ async fn update_window(
         name: body.name,
         code: body.code,
         is_open: body.is_open,
+        business_type_id: body.business_type_id,
     };
     Ok(Json(
         store::update_window(&state.db, &caller.scope, id, patch).await?,
@@ -205,13 +219,174 @@ async fn create_terminal(
     ))
 }
 
-#[derive(Deserialize, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
+pub struct TerminalList {
+    items: Vec<Terminal>,
+    next_cursor: Option<String>,
+}
+
+/// A window's terminals, live ones first, revoked ones after them.
+#[utoipa::path(get, path = "/api/v1/windows/{id}/terminals", tag = "evaluation", security(("bearer" = [])),
+    responses((status = 200, body = TerminalList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_terminals(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TerminalList>, ApiError> {
+    Ok(Json(TerminalList {
+        items: store::terminals(&state.db, &caller.scope, id).await?,
+        next_cursor: None,
+    }))
+}
+
+/// Revoke a terminal (吊销): its token stops working at once.
+#[utoipa::path(post, path = "/api/v1/terminals/{id}/revoke", tag = "evaluation", security(("bearer" = [])),
+    responses((status = 200, body = Terminal), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn revoke_terminal(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Terminal>, ApiError> {
+    Ok(Json(
+        store::revoke_terminal(&state.db, &caller.scope, id).await?,
+    ))
+}
+
+/// Give a terminal a new token (更换令牌), shown once; the old one stops working at once.
+#[utoipa::path(post, path = "/api/v1/terminals/{id}/rotate", tag = "evaluation", security(("bearer" = [])),
+    responses((status = 200, body = CreatedTerminal), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rotate_terminal(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CreatedTerminal>, ApiError> {
+    let (terminal, token) = store::rotate_terminal(&state.db, &caller.scope, id).await?;
+    Ok(Json(CreatedTerminal {
+        id: terminal.id,
+        token,
+        terminal,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct BusinessTypeQuery {
+    /// Only the types a window of this org may use (defined there or above it).
+    org_id: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BusinessTypeList {
+    items: Vec<BusinessType>,
+    next_cursor: Option<String>,
+}
+
+/// Business types (业务) defined within the caller's reach and above it, by org then code.
+#[utoipa::path(get, path = "/api/v1/business-types", tag = "evaluation", security(("bearer" = [])), params(BusinessTypeQuery),
+    responses((status = 200, body = BusinessTypeList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_business_types(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<BusinessTypeQuery>,
+) -> Result<Json<BusinessTypeList>, ApiError> {
+    Ok(Json(BusinessTypeList {
+        items: store::business_types(&state.db, &caller.scope, q.org_id).await?,
+        next_cursor: None,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateBusinessType {
+    /// Windows of this org and of its whole subtree may use the type.
+    org_id: i64,
+    name: String,
+    /// Unique within the org.
+    code: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/business-types", tag = "evaluation", security(("bearer" = [])), request_body = CreateBusinessType,
+    responses((status = 201, body = BusinessType), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_business_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBusinessType>,
+) -> Result<(StatusCode, Json<BusinessType>), ApiError> {
+    let bt = store::create_business_type(
+        &state.db,
+        &caller.scope,
+        NewBusinessType {
+            org_id: body.org_id,
+            name: body.name,
+            code: body.code,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(bt)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct FollowUpQuery {
+    /// open or closed; both when left out.
+    status: Option<String>,
+    /// Only follow-ups in this org's subtree.
+    org_id: Option<i64>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Follow-up items (待跟进) opened by negative ratings, newest first, within the reach of
+/// followup.handle; phone numbers masked for roles without phone.view.
+#[utoipa::path(get, path = "/api/v1/follow-ups", tag = "evaluation", security(("bearer" = [])), params(FollowUpQuery),
+    responses((status = 200, body = Page<FollowUp>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_follow_ups(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<FollowUpQuery>,
+) -> Result<Json<Page<FollowUp>>, ApiError> {
+    let filter = FollowUpFilter {
+        status: q.status,
+        org_id: q.org_id,
+    };
+    Ok(Json(
+        store::follow_ups(
+            &state.db,
+            &caller.scope,
+            &filter,
+            page_limit(q.limit)?,
+            q.cursor.as_deref(),
+        )
+        .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CloseFollowUp {
+    /// What was done about it; 1–500 characters.
+    #[serde(default)]
+    note: String,
+}
+
+/// Close a follow-up (处理) with a note; closing a closed one is a conflict.
+#[utoipa::path(post, path = "/api/v1/follow-ups/{id}/close", tag = "evaluation", security(("bearer" = [])), request_body = CloseFollowUp,
+    responses((status = 200, body = FollowUp), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn close_follow_up(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<CloseFollowUp>,
+) -> Result<Json<FollowUp>, ApiError> {
+    Ok(Json(
+        store::close_follow_up(&state.db, &caller.scope, id, &body.note).await?,
+    ))
+}
+
+/// Also the rows of the settings page's options table.
+#[derive(Clone, Deserialize, Serialize, ToSchema)]
 pub struct OptionBody {
-    key: String,
-    label: String,
-    label_en: Option<String>,
+    pub(crate) key: String,
+    pub(crate) label: String,
+    pub(crate) label_en: Option<String>,
     /// positive, neutral or negative
-    polarity: String,
+    pub(crate) polarity: String,
 }
 
 impl From<RatingOption> for OptionBody {
@@ -227,18 +402,19 @@ impl From<RatingOption> for OptionBody {
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct SettingsBody {
-    press_interval_seconds: i64,
-    rating_timeout_seconds: i64,
+    pub(crate) press_interval_seconds: i64,
+    pub(crate) rating_timeout_seconds: i64,
     /// Whether presses without an open prompt count (plain keypads without Start/End).
     #[serde(default)]
-    bare_presses_count: bool,
-    options: Vec<OptionBody>,
+    pub(crate) bare_presses_count: bool,
+    pub(crate) options: Vec<OptionBody>,
     #[serde(default)]
-    negative_reasons: Vec<String>,
+    pub(crate) negative_reasons: Vec<String>,
 }
 
+/// The settings page reads and sends the same shape as the API, so both check it the same way.
 impl SettingsBody {
-    fn into_settings(self) -> Result<EvaluationSettings, ApiError> {
+    pub(crate) fn into_settings(self) -> Result<EvaluationSettings, ApiError> {
         let mut options = Vec::new();
         for (i, o) in self.options.into_iter().enumerate() {
             let polarity = Polarity::parse(&o.polarity).ok_or_else(|| {
@@ -264,7 +440,7 @@ impl SettingsBody {
         })
     }
 
-    fn from_settings(s: EvaluationSettings) -> Self {
+    pub(crate) fn from_settings(s: EvaluationSettings) -> Self {
         SettingsBody {
             press_interval_seconds: s.press_interval_seconds,
             rating_timeout_seconds: s.rating_timeout_seconds,
@@ -283,7 +459,9 @@ async fn get_settings(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<SettingsBody>, ApiError> {
     Ok(Json(SettingsBody::from_settings(
-        store::settings(&state.db, &caller.scope, id).await?,
+        store::settings(&state.db, &caller.scope, id)
+            .await?
+            .settings,
     )))
 }
 

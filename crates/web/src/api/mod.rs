@@ -4,7 +4,7 @@ pub(crate) mod accounts;
 pub(crate) mod audit;
 mod auth;
 pub(crate) mod device;
-mod evaluation;
+pub(crate) mod evaluation;
 mod notify;
 mod org;
 mod tokens;

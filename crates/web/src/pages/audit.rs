@@ -16,8 +16,18 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 const PAGE_SIZE: i64 = 50;
-const ENTITIES: [&str; 4] = ["org", "user", "role", "token"];
-const ACTIONS: [&str; 11] = [
+const ENTITIES: [&str; 9] = [
+    "org",
+    "user",
+    "role",
+    "token",
+    "window",
+    "terminal",
+    "business_type",
+    "evaluation_settings",
+    "follow_up",
+];
+const ACTIONS: [&str; 13] = [
     "create",
     "update",
     "delete",
@@ -29,6 +39,8 @@ const ACTIONS: [&str; 11] = [
     "update_photo",
     "revoke",
     "reset_admin",
+    "rotate",
+    "close",
 ];
 const DAY_MS: i64 = 86_400_000;
 

@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod evaluation;
 mod home;
 mod kiosk;
 mod login;
@@ -73,6 +74,7 @@ pub fn router() -> Router<AppState> {
         .route("/r/{token}", get(qr::page).post(qr::press))
         .route("/r/{token}/staff/{id}/photo", get(qr::photo))
         .route("/windows/{id}/qr", get(qr::card).post(qr::rotate))
+        .merge(evaluation::router())
 }
 
 /// Vendored CSS, JS and fonts, compiled into the binary; cached by the browser for a day.
@@ -173,6 +175,15 @@ pub async fn not_found_page(req: Request) -> Response {
         Ok(html) => (StatusCode::NOT_FOUND, axum::response::Html(html)).into_response(),
         Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
+}
+
+/// For answers that show a secret once (a new token): no cache may keep them.
+pub fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// Renders a page with a status other than 200 (a form sent back with its error, a 404).

@@ -1,6 +1,6 @@
 //! API 令牌: one's own sessions and personal tokens; a new token's secret is shown once.
 
-use super::{empty_none, error_page, render_status, FormError, Saved, Shell};
+use super::{empty_none, error_page, no_store, render_status, FormError, Saved, Shell};
 use crate::auth::PageCaller;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -127,11 +127,6 @@ async fn show(
         notice,
         error,
     };
-    let mut response = render_status(&page, page.error.status());
-    // the page may carry a secret: no cache may keep it
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
+    // the page may carry a secret
+    no_store(render_status(&page, page.error.status()))
 }

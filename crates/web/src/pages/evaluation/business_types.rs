@@ -1,0 +1,103 @@
+//! 业务类型: the business types in reach and the orgs above it, and a form to add one.
+
+use crate::auth::PageCaller;
+use crate::pages::{
+    empty_none, error_page, org_choices, render_status, FormError, Saved, Shell, TreeRow,
+};
+use crate::AppState;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use keping_store::evaluation::{self as store, BusinessType, NewBusinessType};
+use serde::Deserialize;
+
+#[derive(askama::Template)]
+#[template(path = "business_types.html")]
+struct BusinessTypesPage {
+    shell: Shell,
+    types: Vec<BusinessType>,
+    orgs: Vec<TreeRow>,
+    /// The add form, as sent when it was refused.
+    new: NewFields,
+    notice: Option<String>,
+    error: FormError,
+}
+
+impl BusinessTypesPage {
+    /// Whether the add form has this org chosen.
+    fn chosen(&self, org_id: &i64) -> bool {
+        self.new.org_id == Some(*org_id)
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct NewFields {
+    #[serde(default, deserialize_with = "empty_none")]
+    org_id: Option<i64>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Query(q): Query<Saved>,
+) -> Response {
+    let notice = q.notice(caller.locale);
+    draw(
+        &state,
+        &caller,
+        NewFields::default(),
+        notice,
+        FormError::default(),
+    )
+    .await
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Form(f): Form<NewFields>,
+) -> Response {
+    let new = NewBusinessType {
+        org_id: f.org_id.unwrap_or_default(),
+        name: f.name.clone(),
+        code: f.code.clone(),
+    };
+    match store::create_business_type(&state.db, &caller.scope, new).await {
+        Ok(_) => Redirect::to("/business-types?saved=created").into_response(),
+        Err(e) => {
+            let error = FormError::new(caller.locale, "new", e);
+            draw(&state, &caller, f, None, error).await
+        }
+    }
+}
+
+async fn draw(
+    state: &AppState,
+    caller: &PageCaller,
+    new: NewFields,
+    notice: Option<String>,
+    error: FormError,
+) -> Response {
+    let shell = Shell::new(caller, "business_types").crumb("nav.business_types", "/business-types");
+    let types = match store::business_types(&state.db, &caller.scope, None).await {
+        Ok(t) => t,
+        Err(e) => return error_page(shell, e),
+    };
+    let orgs = match org_choices(&state.db, &caller.scope).await {
+        Ok(o) => o,
+        Err(e) => return error_page(shell, e),
+    };
+    let page = BusinessTypesPage {
+        shell,
+        types,
+        orgs,
+        new,
+        notice,
+        error,
+    };
+    render_status(&page, page.error.status())
+}
