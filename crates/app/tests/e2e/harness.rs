@@ -20,7 +20,7 @@ pub struct TestApp {
     pub running: Running,
     pub backend: Backend,
     dir: Option<PathBuf>,
-    config: Config,
+    pub config: Config,
 }
 
 fn unique() -> String {

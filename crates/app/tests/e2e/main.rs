@@ -12,6 +12,7 @@ mod api_people;
 mod api_scope;
 mod browser;
 mod browser_kiosk;
+mod crash;
 mod live;
 mod outbox;
 
