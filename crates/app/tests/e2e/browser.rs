@@ -514,3 +514,71 @@ async fn evaluation_pages_manage_windows_terminals_settings_and_follow_ups() {
     browser.shot("settings.en.png").await;
     browser.client.clone().close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_monitor_changes_without_reloading() {
+    if !enabled() {
+        eprintln!("skipped: set KEPING_TEST_BROWSER=1 with chromium and chromedriver installed");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let c = crate::api_evaluation::counter(&app, "A").await;
+    let browser = Browser::start(1366, 900).await;
+    browser
+        .login(&app, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    browser
+        .client
+        .goto(&format!("{}/monitor", app.url))
+        .await
+        .unwrap();
+    let card = format!("#window-{}", c.window);
+    // the keypad has never been heard from: offline
+    assert!(browser.text(&card).await.contains("离线"));
+    // the page stays loaded while the counter works; the card follows each step
+    let wait_state = |state: &'static str| {
+        let css = format!("{card} [data-state=\"{state}\"]");
+        let client = browser.client.clone();
+        async move {
+            client
+                .wait()
+                .at_most(Duration::from_secs(5))
+                .for_element(Locator::Css(&css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"))
+        }
+    };
+    app.call(
+        reqwest::Method::POST,
+        "/api/v1/device/sign-in",
+        Some(&c.terminal),
+        Some(serde_json::json!({"employee_no": "CA"})),
+    )
+    .await;
+    wait_state("idle").await;
+    assert!(browser.text(&card).await.contains("王芳"));
+    let s = crate::api_evaluation::start(&app, &c).await;
+    wait_state("serving").await;
+    browser.shot("monitor.zh.png").await;
+    crate::api_evaluation::end(&app, &c, s).await;
+    wait_state("awaiting_rating").await;
+    crate::api_evaluation::press(&app, &c, "very_satisfied", "m-1").await;
+    wait_state("idle").await;
+    assert!(browser.text(&card).await.contains("非常满意"));
+    // the same page in English, and on a phone
+    browser.click("#switch-lang").await;
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//a[contains(., 'Live monitor')]"))
+        .await
+        .unwrap();
+    assert!(browser.text(&card).await.contains("Idle"));
+    browser.shot("monitor.en.png").await;
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.client.refresh().await.unwrap();
+    browser.text(&card).await;
+    browser.shot("monitor.en.phone.png").await;
+    browser.client.clone().close().await.unwrap();
+}

@@ -58,6 +58,12 @@ impl Card {
         }
     }
 
+    /// How long the current service has run (mm:ss), as drawn; the browser counts on from there.
+    fn elapsed(&self, since: &i64) -> String {
+        let s = ((keping_domain::now_millis() - since) / 1000).max(0);
+        format!("{:02}:{:02}", s / 60, s % 60)
+    }
+
     /// 参评率 today: services with a counted rating / services ended.
     fn rate(&self) -> String {
         match self.w.today_services {
