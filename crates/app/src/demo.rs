@@ -1,8 +1,10 @@
-//! The demo organisation for `--demo`: a head office, 2 branches, 6 outlets, roles and staff,
+//! The demo organisation for `--demo`: a head office, 2 branches, 6 outlets with 3 windows and a
+//! keypad each, roles and staff,
 //! made through the same store calls (and so the same checks and audit trail) as the UI.
 
 use keping_domain::auth;
 use keping_store::accounts::{self, AssignmentInput, NewUser, RoleInput};
+use keping_store::evaluation::{self, NewWindow};
 use keping_store::org::{self, NewOrg, OrgFilter};
 use keping_store::{Db, Sql};
 
@@ -163,6 +165,20 @@ pub async fn load(db: &Db) -> anyhow::Result<Option<String>> {
                 },
             )
             .await?;
+            for w in 1..=3 {
+                let window = evaluation::create_window(
+                    db,
+                    &admin,
+                    NewWindow {
+                        org_id: outlet.id,
+                        name: format!("{w}号窗口"),
+                        code: format!("{outlet_code}-W{w}"),
+                    },
+                )
+                .await?;
+                evaluation::create_terminal(db, &admin, window.id, "keypad", Some("评价器"))
+                    .await?;
+            }
             let mut head = None;
             for si in 0..4 {
                 let is_head = si == 0;
