@@ -193,10 +193,7 @@ async fn insert_role(
         .push(") RETURNING id")
         .fetch_i64(&mut **tx)
         .await
-        .map_err(|e| match e {
-            StoreError::Database(e) => StoreError::on_unique(e, &["name"]),
-            e => e,
-        })
+        .map_err(|e| e.unique(&["name"]))
 }
 
 pub async fn update_role(db: &Db, scope: &Scope, id: i64, input: RoleInput) -> Result<Role> {
@@ -230,10 +227,7 @@ pub async fn update_role(db: &Db, scope: &Scope, id: i64, input: RoleInput) -> R
         .arg(id)
         .execute(&mut *tx)
         .await
-        .map_err(|e| match e {
-            StoreError::Database(e) => StoreError::on_unique(e, &["name"]),
-            e => e,
-        })?;
+        .map_err(|e| e.unique(&["name"]))?;
     let mut changes = Changes::new();
     changes
         .field("name", &before.name, &name)
@@ -789,10 +783,7 @@ async fn write_assignments(
 }
 
 fn unique_user_fields(e: StoreError) -> StoreError {
-    match e {
-        StoreError::Database(e) => StoreError::on_unique(e, &["username", "employee_no"]),
-        e => e,
-    }
+    e.unique(&["username", "employee_no"])
 }
 
 pub async fn create_user(db: &Db, scope: &Scope, new: NewUser) -> Result<User> {

@@ -30,9 +30,17 @@ impl StoreError {
         }
     }
 
+    /// `on_unique` for a result's error, keeping other errors as they are.
+    pub(crate) fn unique(self, fields: &[&str]) -> Self {
+        match self {
+            StoreError::Database(e) => Self::on_unique(e, fields),
+            e => e,
+        }
+    }
+
     /// Turns a unique-index violation on one of `fields` into a conflict naming the field.
     /// Indexes are named `<table>_<field>`, so both SQLite's and PostgreSQL's messages name it.
-    pub(crate) fn on_unique(err: sqlx::Error, fields: &[&str]) -> Self {
+    fn on_unique(err: sqlx::Error, fields: &[&str]) -> Self {
         if let sqlx::Error::Database(db) = &err {
             if db.is_unique_violation() {
                 let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());

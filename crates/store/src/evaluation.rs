@@ -219,39 +219,8 @@ pub async fn create_window(db: &Db, scope: &Scope, new: NewWindow) -> Result<Win
     let code = validate::code("code", &new.code, 32)?;
     let mut tx = db.begin().await?;
     let path = org_for_new(&mut tx, scope, "window.manage", new.org_id, "windows").await?;
-    let now = now_millis();
-    let id = Sql::new(
-        "INSERT INTO windows (org_id, name, code, is_open, created_at, updated_at) VALUES (",
-    )
-    .arg(new.org_id)
-    .push(", ")
-    .arg(&name)
-    .push(", ")
-    .arg(&code)
-    .push(", 1, ")
-    .arg(now)
-    .push(", ")
-    .arg(now)
-    .push(") RETURNING id")
-    .fetch_i64(&mut *tx)
-    .await
-    .map_err(|e| match e {
-        StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
-        e => e,
-    })?;
-    let mut changes = Changes::new();
-    changes.set("name", &name).set("code", &code);
-    audit::record(
-        &mut *tx,
-        scope.into(),
-        Entry {
-            org_path: path.as_str(),
-            action: "create",
-            entity: "window",
-            entity_id: Some(id),
-            summary: name,
-            changes: Some(changes),
-        },
+    let id = insert_coded(
+        &mut tx, scope, "windows", "window", new.org_id, &path, &name, &code,
     )
     .await?;
     let w: Window = Sql::new(&format!("{WINDOW_SELECT} WHERE w.id = "))
@@ -260,6 +229,54 @@ pub async fn create_window(db: &Db, scope: &Scope, new: NewWindow) -> Result<Win
         .await?;
     tx.commit().await?;
     Ok(w)
+}
+
+/// Windows and business types are both a named, coded thing of an org (codes unique per org):
+/// one insert and one audit entry for either.
+#[allow(clippy::too_many_arguments)]
+async fn insert_coded(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    table: &str,
+    entity: &str,
+    org_id: i64,
+    path: &OrgPath,
+    name: &str,
+    code: &str,
+) -> Result<i64> {
+    let now = now_millis();
+    let id = Sql::new(&format!(
+        "INSERT INTO {table} (org_id, name, code, created_at, updated_at) VALUES ("
+    ))
+    .arg(org_id)
+    .push(", ")
+    .arg(name)
+    .push(", ")
+    .arg(code)
+    .push(", ")
+    .arg(now)
+    .push(", ")
+    .arg(now)
+    .push(") RETURNING id")
+    .fetch_i64(&mut **tx)
+    .await
+    .map_err(|e| e.unique(&["code"]))?;
+    let mut changes = Changes::new();
+    changes.set("name", &name).set("code", &code);
+    audit::record(
+        &mut **tx,
+        scope.into(),
+        Entry {
+            org_path: path.as_str(),
+            action: "create",
+            entity,
+            entity_id: Some(id),
+            summary: name.to_string(),
+            changes: Some(changes),
+        },
+    )
+    .await?;
+    Ok(id)
 }
 
 pub async fn window(db: &Db, scope: &Scope, id: i64) -> Result<Window> {
@@ -380,10 +397,7 @@ pub async fn update_window(db: &Db, scope: &Scope, id: i64, patch: WindowPatch) 
         .arg(id)
         .execute(&mut *tx)
         .await
-        .map_err(|e| match e {
-            StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
-            e => e,
-        })?;
+        .map_err(|e| e.unique(&["code"]))?;
     let mut changes = Changes::new();
     changes
         .field("name", &before.name, &name)
@@ -458,39 +472,15 @@ pub async fn create_business_type(
         "business types",
     )
     .await?;
-    let now = now_millis();
-    let id = Sql::new(
-        "INSERT INTO business_types (org_id, name, code, enabled, created_at, updated_at) VALUES (",
-    )
-    .arg(new.org_id)
-    .push(", ")
-    .arg(&name)
-    .push(", ")
-    .arg(&code)
-    .push(", 1, ")
-    .arg(now)
-    .push(", ")
-    .arg(now)
-    .push(") RETURNING id")
-    .fetch_i64(&mut *tx)
-    .await
-    .map_err(|e| match e {
-        StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
-        e => e,
-    })?;
-    let mut changes = Changes::new();
-    changes.set("name", &name).set("code", &code);
-    audit::record(
-        &mut *tx,
-        scope.into(),
-        Entry {
-            org_path: path.as_str(),
-            action: "create",
-            entity: "business_type",
-            entity_id: Some(id),
-            summary: name,
-            changes: Some(changes),
-        },
+    let id = insert_coded(
+        &mut tx,
+        scope,
+        "business_types",
+        "business_type",
+        new.org_id,
+        &path,
+        &name,
+        &code,
     )
     .await?;
     let bt: BusinessType = Sql::new(&format!("{BUSINESS_TYPE_SELECT} WHERE bt.id = "))

@@ -184,10 +184,7 @@ async fn insert(
         .push(") RETURNING id")
         .fetch_i64(&mut **tx)
         .await
-        .map_err(|e| match e {
-            StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
-            e => e,
-        })?;
+        .map_err(|e| e.unique(&["code"]))?;
     let path = match parent {
         Some(p) => p.org_path().child(id),
         None => OrgPath::root(id),
@@ -401,10 +398,9 @@ pub async fn update(db: &Db, scope: &Scope, id: i64, patch: OrgPatch) -> Result<
         .arg(now_millis())
         .push(" WHERE id = ")
         .arg(id);
-    sql.execute(&mut *tx).await.map_err(|e| match e {
-        StoreError::Database(e) => StoreError::on_unique(e, &["code"]),
-        e => e,
-    })?;
+    sql.execute(&mut *tx)
+        .await
+        .map_err(|e| e.unique(&["code"]))?;
     let path = before.org_path();
     if !enabled && before.enabled {
         // a disabled node takes its whole subtree out of service
