@@ -102,7 +102,10 @@ pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> 
         wake: state.outbox_wake.clone(),
         mailer,
     };
-    let mut workers = vec![tokio::spawn(outbox.run(workers_stopped.clone()))];
+    let mut workers = vec![
+        tokio::spawn(outbox.run(workers_stopped.clone())),
+        tokio::spawn(housekeeping(state.db.clone(), workers_stopped.clone())),
+    ];
     if state.db.backend == keping_store::Backend::Postgres {
         workers.push(tokio::spawn(listen(
             state.db.url.clone(),
@@ -155,6 +158,21 @@ async fn listen(
                 },
                 _ = stop.changed() => return,
             }
+        }
+    }
+}
+
+/// Chores that keep data honest over time, once a minute: stale duty sessions end.
+async fn housekeeping(db: keping_store::Db, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match keping_store::evaluation::end_stale_duties(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "stale duty sessions ended"),
+            Err(e) => tracing::warn!(error = %e, "cannot end stale duty sessions"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -16,7 +16,7 @@ use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 const SETTINGS: &str = "evaluation";
-/// A duty session with no sign of life for this long ends by itself.
+/// A duty session open this long ends by itself (see `end_stale_duties`).
 pub const STALE_DUTY_MS: Millis = 12 * 3_600_000;
 
 // ---------------------------------------------------------------- settings
@@ -1938,4 +1938,15 @@ pub async fn window_path(db: &Db, window_id: i64) -> Result<String> {
             .await?
             .0,
     )
+}
+
+/// Ends duty sessions left open longer than [`STALE_DUTY_MS`] (a clerk who went home without
+/// signing out), so the monitor and on-duty hours do not run on forever. Returns how many ended.
+pub async fn end_stale_duties(db: &Db) -> Result<u64> {
+    Sql::new("UPDATE duties SET ended_at = started_at + ")
+        .arg(STALE_DUTY_MS)
+        .push(", end_reason = 'stale' WHERE ended_at IS NULL AND started_at < ")
+        .arg(now_millis() - STALE_DUTY_MS)
+        .execute(&db.pool)
+        .await
 }

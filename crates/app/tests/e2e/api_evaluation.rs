@@ -379,6 +379,33 @@ async fn services_conflict_and_unknown(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(n, 1);
+    // a duty session left open for more than 12 hours ends by itself
+    app.call(
+        Method::POST,
+        "/api/v1/device/sign-in",
+        Some(&c.terminal),
+        Some(json!({"employee_no": "CA"})),
+    )
+    .await;
+    keping_store::Sql::new(
+        "UPDATE duties SET started_at = started_at - 13 * 3600000 WHERE ended_at IS NULL",
+    )
+    .execute(&app.running.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        keping_store::evaluation::end_stale_duties(&app.running.state.db)
+            .await
+            .unwrap(),
+        1
+    );
+    let (reason,): (String,) =
+        keping_store::Sql::new("SELECT end_reason FROM duties WHERE staff_id = ")
+            .arg(c.staff_id)
+            .fetch_one(&app.running.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(reason, "stale");
     // staff of another outlet cannot sign in here
     assert_error(
         &app.call(
