@@ -348,11 +348,18 @@ async fn photos(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "photo_too_large");
     let (_, user) = app
         .get(&format!("/api/v1/users/{id}"), &app.admin_token)
         .await;
     assert_eq!(user["has_photo"], false);
 
+    // a 1.5 MiB photo is within the 2 MiB a photo may have (above the 1 MiB for JSON bodies)
+    let mut large = PNG.to_vec();
+    large.resize(1536 * 1024, 0);
+    let resp = put(large, "image/png").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let resp = put(PNG.to_vec(), "image/png").await.unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let got = app

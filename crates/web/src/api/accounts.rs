@@ -2,7 +2,7 @@ use crate::auth::Caller;
 use crate::error::{page_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::login::hash;
 use crate::AppState;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -393,21 +393,25 @@ pub fn photo_response(bytes: Vec<u8>, kind: String) -> Response {
         .into_response()
 }
 
+fn photo_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "photo_too_large",
+        format!(
+            "a photo may have at most {} MiB",
+            MAX_PHOTO_BYTES / 1024 / 1024
+        ),
+    )
+    .field("photo")
+}
+
 /// Checks that the bytes are a PNG, JPEG, GIF or WebP image of sane size; answers its media type.
 pub fn check_photo(bytes: &[u8]) -> Result<&'static str, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::invalid("photo", "required", "the photo is empty"));
     }
     if bytes.len() > MAX_PHOTO_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "photo_too_large",
-            format!(
-                "a photo may have at most {} MiB",
-                MAX_PHOTO_BYTES / 1024 / 1024
-            ),
-        )
-        .field("photo"));
+        return Err(photo_too_large());
     }
     let kind = match imagesize::image_type(bytes) {
         Ok(imagesize::ImageType::Png) => "image/png",
@@ -443,8 +447,12 @@ async fn put_photo(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
-    body: Bytes,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
+    // read here with the photo's own limit: the app-wide body limit is for JSON
+    let body = axum::body::to_bytes(body, MAX_PHOTO_BYTES)
+        .await
+        .map_err(|_| photo_too_large())?;
     let kind = check_photo(&body)?;
     accounts::set_photo(
         &state.db,
