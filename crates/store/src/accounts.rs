@@ -1,7 +1,7 @@
 //! People, roles and the scope they give (职员设置, 用户列表, 角色权限).
 
 use crate::audit::{self, Actor, Changes, Entry};
-use crate::db::decode_cursor;
+use crate::db::{id_cursor, only_under};
 use crate::org;
 use crate::{tokens, Db, Page, Result, Sql, StoreError};
 use keping_domain::auth::{self, DataLevel};
@@ -496,23 +496,7 @@ pub async fn users(
     let mut sql = Sql::new(&format!("{USER_SELECT} WHERE "));
     sql.reach("o.path", &scope.reach("user.view"));
     if let Some(org_id) = filter.org_id {
-        let org = Sql::new("SELECT path FROM orgs WHERE id = ")
-            .arg(org_id)
-            .fetch_optional::<(String,), _>(&db.pool)
-            .await?;
-        let path = org
-            .and_then(|(p,)| OrgPath::parse(&p))
-            .filter(|p| scope.reaches("user.view", p));
-        match path {
-            Some(p) => {
-                let (lo, hi) = p.subtree_range();
-                sql.push(" AND o.path >= ")
-                    .arg(lo)
-                    .push(" AND o.path < ")
-                    .arg(hi);
-            }
-            None => return Err(StoreError::NotFound),
-        }
+        only_under(db, &mut sql, &scope.reach("user.view"), org_id).await?;
     }
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         let like = format!("%{}%", q.to_lowercase());
@@ -527,14 +511,7 @@ pub async fn users(
     if let Some(enabled) = filter.enabled {
         sql.push(" AND u.enabled = ").arg(enabled);
     }
-    if let Some(after) = decode_cursor(cursor)? {
-        let after: i64 = after.parse().map_err(|_| {
-            Invalid::new(
-                "cursor",
-                "invalid_cursor",
-                "the cursor is not one this server made",
-            )
-        })?;
+    if let Some(after) = id_cursor(cursor)? {
         sql.push(" AND u.id > ").arg(after);
     }
     sql.push(" ORDER BY u.id LIMIT ").arg(limit + 1);

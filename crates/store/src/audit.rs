@@ -1,7 +1,7 @@
 //! The audit log: who changed what and when. Written in the same transaction as the change;
 //! nothing in the product updates or deletes an entry.
 
-use crate::db::decode_cursor;
+use crate::db::id_cursor;
 use crate::{Page, Result, Sql, StoreError};
 use keping_domain::scope::Scope;
 use serde::Serialize;
@@ -152,15 +152,8 @@ pub async fn list(
     if let Some(t) = filter.to_ms {
         sql.push(" AND at < ").arg(t);
     }
-    if let Some(c) = decode_cursor(cursor)? {
-        let id: i64 = c.parse().map_err(|_| {
-            keping_domain::Invalid::new(
-                "cursor",
-                "invalid_cursor",
-                "the cursor is not one this server made",
-            )
-        })?;
-        sql.push(" AND id < ").arg(id);
+    if let Some(after) = id_cursor(cursor)? {
+        sql.push(" AND id < ").arg(after);
     }
     sql.push(" ORDER BY id DESC LIMIT ").arg(limit + 1);
     let rows = sql.fetch_all(&db.pool).await?;

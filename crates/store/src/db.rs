@@ -1,5 +1,7 @@
-use crate::{migrate, Result};
+use crate::{migrate, Result, StoreError};
+use keping_domain::org::OrgPath;
 use keping_domain::scope::{Reach, RecordReach};
+use keping_domain::Invalid;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, FromRow};
 use std::str::FromStr;
@@ -166,6 +168,40 @@ pub fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>> {
                 .into()
             }),
     }
+}
+
+/// Keeps a list to one org's subtree (columns `o.path`), which must lie within the reach.
+pub(crate) async fn only_under(db: &Db, sql: &mut Sql, reach: &Reach, org_id: i64) -> Result<()> {
+    let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+        .arg(org_id)
+        .fetch_one(&db.pool)
+        .await?;
+    let path = OrgPath::parse(&path).expect("stored org paths are well formed");
+    if !reach.contains(&path) {
+        return Err(StoreError::NotFound);
+    }
+    let (lo, hi) = path.subtree_range();
+    sql.push(" AND o.path >= ")
+        .arg(lo)
+        .push(" AND o.path < ")
+        .arg(hi);
+    Ok(())
+}
+
+/// The id after which a newest-first or oldest-first list goes on.
+pub(crate) fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
+    decode_cursor(cursor)?
+        .map(|after| {
+            after.parse().map_err(|_| {
+                Invalid::new(
+                    "cursor",
+                    "invalid_cursor",
+                    "the cursor is not one this server made",
+                )
+                .into()
+            })
+        })
+        .transpose()
 }
 
 /// A value bound to a `$n` parameter.

@@ -1,7 +1,7 @@
 //! Service evaluation (服务评价): windows, terminals, staff on duty, services, presses and ratings.
 
 use crate::audit::{self, Changes, Entry};
-use crate::db::decode_cursor;
+use crate::db::{id_cursor, only_under};
 use crate::{settings, Backend, Db, Page, Result, Sql, StoreError};
 use keping_domain::auth::{new_secret, secret_digest};
 use keping_domain::evaluation::{
@@ -139,40 +139,6 @@ async fn org_for_new(
             .into(),
             e => e,
         })
-}
-
-/// Keeps a list to one org's subtree (columns `o.path`), which must lie within the reach.
-async fn only_under(db: &Db, sql: &mut Sql, reach: &Reach, org_id: i64) -> Result<()> {
-    let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
-        .arg(org_id)
-        .fetch_one(&db.pool)
-        .await?;
-    let path = OrgPath::parse(&path).expect("stored org paths are well formed");
-    if !reach.contains(&path) {
-        return Err(StoreError::NotFound);
-    }
-    let (lo, hi) = path.subtree_range();
-    sql.push(" AND o.path >= ")
-        .arg(lo)
-        .push(" AND o.path < ")
-        .arg(hi);
-    Ok(())
-}
-
-/// The id after which a newest-first or oldest-first list goes on.
-fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>> {
-    decode_cursor(cursor)?
-        .map(|after| {
-            after.parse().map_err(|_| {
-                Invalid::new(
-                    "cursor",
-                    "invalid_cursor",
-                    "the cursor is not one this server made",
-                )
-                .into()
-            })
-        })
-        .transpose()
 }
 
 // ---------------------------------------------------------------- windows

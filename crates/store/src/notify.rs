@@ -2,12 +2,12 @@
 //! per channel, surviving failures and restarts.
 
 use crate::audit::{self, Changes, Entry};
-use crate::db::decode_cursor;
+use crate::db::id_cursor;
 use crate::{settings, Backend, Db, Page, Result, Sql, StoreError};
 use keping_domain::notify::{backoff_seconds, AlertSettings, Channel, NegativeAlert, MAX_ATTEMPTS};
 use keping_domain::org::OrgPath;
 use keping_domain::scope::Scope;
-use keping_domain::{now_millis, Invalid, Millis};
+use keping_domain::{now_millis, Millis};
 use serde::Serialize;
 use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
@@ -248,14 +248,7 @@ pub async fn deliveries(
     if let Some(s) = status.filter(|s| !s.is_empty()) {
         sql.push(" AND x.status = ").arg(s);
     }
-    if let Some(after) = decode_cursor(cursor)? {
-        let after: i64 = after.parse().map_err(|_| {
-            Invalid::new(
-                "cursor",
-                "invalid_cursor",
-                "the cursor is not one this server made",
-            )
-        })?;
+    if let Some(after) = id_cursor(cursor)? {
         sql.push(" AND x.id < ").arg(after);
     }
     sql.push(" ORDER BY x.id DESC LIMIT ").arg(limit + 1);

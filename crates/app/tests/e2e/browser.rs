@@ -76,16 +76,27 @@ impl Browser {
         std::fs::write(screenshots().join(name), png).unwrap();
     }
 
+    /// The element's text; found again if a live update replaced it meanwhile.
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        for _ in 0..20 {
+            let el = self
+                .client
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            match el.text().await {
+                Ok(t) => return t,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    continue
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+        panic!("{css} kept being replaced")
     }
 
     pub async fn fill(&self, css: &str, value: &str) {
@@ -540,12 +551,22 @@ async fn live_monitor_changes_without_reloading() {
         let css = format!("{card} [data-state=\"{state}\"]");
         let client = browser.client.clone();
         async move {
-            client
+            if let Err(e) = client
                 .wait()
                 .at_most(Duration::from_secs(5))
                 .for_element(Locator::Css(&css))
                 .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"))
+            {
+                let page = client.source().await.unwrap_or_default();
+                let grid = page.split("monitor-grid").nth(1).unwrap_or(&page);
+                panic!(
+                    "{css}: {e}; the grid shows {}",
+                    grid.replace(char::is_whitespace, " ")
+                        .chars()
+                        .take(1500)
+                        .collect::<String>()
+                );
+            }
         }
     };
     app.call(
@@ -562,7 +583,8 @@ async fn live_monitor_changes_without_reloading() {
     browser.shot("monitor.zh.png").await;
     crate::api_evaluation::end(&app, &c, s).await;
     wait_state("awaiting_rating").await;
-    crate::api_evaluation::press(&app, &c, "very_satisfied", "m-1").await;
+    let pressed = crate::api_evaluation::press(&app, &c, "very_satisfied", "m-1").await;
+    assert_eq!(pressed.1["counted"], true, "{pressed:?}");
     wait_state("idle").await;
     assert!(browser.text(&card).await.contains("非常满意"));
     // the same page in English, and on a phone

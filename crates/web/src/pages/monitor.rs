@@ -151,19 +151,40 @@ pub async fn events(
         },
         None => None,
     };
-    let stream = cards(state, caller, reach, within);
+    // subscribe before the snapshot, so nothing that happens in between is missed; a browser that
+    // (re)connects starts from the current state of every card, then gets the changes
+    let changes = BroadcastStream::new(state.live.subscribe());
+    let snapshot = store::monitor(&state.db, &caller.scope, q.org_id, None)
+        .await
+        .unwrap_or_default();
+    let locale = caller.locale;
+    let first = futures_util::stream::iter(
+        snapshot
+            .into_iter()
+            .filter_map(move |w| card_event(locale, w))
+            .map(Ok),
+    );
+    let stream = first.chain(cards(changes, state, caller, reach, within));
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
+/// The `window-<id>` event carrying a card's HTML.
+fn card_event(locale: Locale, w: WindowLive) -> Option<Event> {
+    let id = w.window.id;
+    let html = askama::Template::render(&Card { locale, w }).ok()?;
+    Some(Event::default().event(format!("window-{id}")).data(html))
+}
+
 fn cards(
+    changes: BroadcastStream<crate::live::LiveEvent>,
     state: AppState,
     caller: PageCaller,
     reach: keping_domain::scope::Reach,
     within: Option<OrgPath>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    BroadcastStream::new(state.live.subscribe())
+    changes
         .filter_map(move |event| {
             let event = event.ok()?;
             let path = OrgPath::parse(&event.org_path)?;
@@ -173,15 +194,12 @@ fn cards(
         .then(move |window_id| {
             let (state, scope, locale) = (state.clone(), caller.scope.clone(), caller.locale);
             async move {
-                let live = store::monitor(&state.db, &scope, None, Some(window_id))
-                    .await
-                    .ok()?
-                    .pop()?;
-                let html = askama::Template::render(&Card { locale, w: live }).ok()?;
-                Some(
-                    Event::default()
-                        .event(format!("window-{window_id}"))
-                        .data(html),
+                card_event(
+                    locale,
+                    store::monitor(&state.db, &scope, None, Some(window_id))
+                        .await
+                        .ok()?
+                        .pop()?,
                 )
             }
         })
