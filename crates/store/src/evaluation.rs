@@ -1793,20 +1793,7 @@ pub async fn monitor(
     let mut sql = Sql::new(&format!("{WINDOW_SELECT} WHERE "));
     sql.reach("o.path", &reach);
     if let Some(org_id) = org_id {
-        let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
-            .arg(org_id)
-            .fetch_optional(&db.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let path = OrgPath::parse(&path).expect("stored org paths are well formed");
-        if !reach.contains(&path) {
-            return Err(StoreError::NotFound);
-        }
-        let (lo, hi) = path.subtree_range();
-        sql.push(" AND o.path >= ")
-            .arg(lo)
-            .push(" AND o.path < ")
-            .arg(hi);
+        only_under(db, &mut sql, &reach, org_id).await?;
     }
     if let Some(w) = window_id {
         sql.push(" AND w.id = ").arg(w);
