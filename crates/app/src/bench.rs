@@ -48,8 +48,14 @@ async fn fresh_database(url: Option<&str>) -> anyhow::Result<(String, Option<std
     }
 }
 
+/// An outlet made by [`seed`] and its staff.
+pub struct SeededOutlet {
+    pub id: i64,
+    pub staff: Vec<i64>,
+}
+
 /// A tree of `orgs` nodes (branches of ~20 outlets under the root) and `staff` people spread over the outlets.
-async fn seed(db: &Db, orgs: usize, staff: usize) -> anyhow::Result<()> {
+pub async fn seed(db: &Db, orgs: usize, staff: usize) -> anyhow::Result<Vec<SeededOutlet>> {
     let hash = auth::hash_password("bench-staff-pass");
     let now = keping_domain::now_millis();
     let mut tx = db.begin().await?;
@@ -64,7 +70,7 @@ async fn seed(db: &Db, orgs: usize, staff: usize) -> anyhow::Result<()> {
         .push(") RETURNING id")
         .fetch_one::<(i64,), _>(&mut *tx)
         .await?;
-    let mut outlets: Vec<(i64, String)> = Vec::new();
+    let mut outlets: Vec<SeededOutlet> = Vec::new();
     let mut branch: Option<(i64, String)> = None;
     for i in 1..orgs {
         let is_branch = branch.is_none() || i % 21 == 1;
@@ -101,14 +107,19 @@ async fn seed(db: &Db, orgs: usize, staff: usize) -> anyhow::Result<()> {
         if is_branch {
             branch = Some((id, path));
         } else {
-            outlets.push((id, path));
+            outlets.push(SeededOutlet {
+                id,
+                staff: Vec::new(),
+            });
         }
     }
     if outlets.is_empty() {
         bail!("--orgs must be at least 3 to make an outlet");
     }
     for i in 0..staff {
-        let (org_id, _) = &outlets[i % outlets.len()];
+        let outlet_count = outlets.len();
+        let outlet = &mut outlets[i % outlet_count];
+        let org_id = outlet.id;
         let id = Sql::new("INSERT INTO users (username, password_hash, name, employee_no, org_id, enabled, locale, created_at, updated_at) VALUES (")
             .arg(format!("staff{i}"))
             .push(", ")
@@ -118,7 +129,7 @@ async fn seed(db: &Db, orgs: usize, staff: usize) -> anyhow::Result<()> {
             .push(", ")
             .arg(format!("E{i:06}"))
             .push(", ")
-            .arg(*org_id)
+            .arg(org_id)
             .push(", 1, 'zh-CN', ")
             .arg(now)
             .push(", ")
@@ -131,13 +142,14 @@ async fn seed(db: &Db, orgs: usize, staff: usize) -> anyhow::Result<()> {
             .push(", ")
             .arg(clerk_role)
             .push(", ")
-            .arg(*org_id)
+            .arg(org_id)
             .push(")")
             .execute(&mut *tx)
             .await?;
+        outlet.staff.push(id);
     }
     tx.commit().await?;
-    Ok(())
+    Ok(outlets)
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -197,6 +209,79 @@ async fn drive(
     Ok((all, wall, errors))
 }
 
+/// Starts `keping serve` on `url` as a child process on a free port of 127.0.0.1 and waits until
+/// it answers. The administrator, when the database has none, gets `admin_password`.
+async fn server(
+    url: &str,
+    admin_password: &str,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .env("KEPING_DATABASE_URL", url)
+        .env("KEPING_BIND", format!("127.0.0.1:{port}"))
+        .env("KEPING_LOG", "warn")
+        .env("KEPING_ADMIN_PASSWORD", admin_password)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok((child, base));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the server did not come up")
+}
+
+pub struct PressBench {
+    /// The database to run on (e.g. one filled by `keping generate`); a fresh SQLite file when absent.
+    pub database_url: Option<String>,
+    pub admin_password: String,
+    pub terminals: usize,
+    pub rate: f64,
+    pub duration: Duration,
+}
+
+/// The press endpoint under load: the server as a child process, `keping simulate --presses-only`
+/// as the load, both on this machine.
+pub async fn presses(b: PressBench) -> anyhow::Result<()> {
+    let (url, dir) = match b.database_url {
+        Some(url) => (url, None),
+        None => fresh_database(None).await?,
+    };
+    let (mut child, base) = server(&url, &b.admin_password).await?;
+    let pid = child.id().context("no child pid")?;
+    crate::simulate::run(crate::simulate::Simulation {
+        base_url: base,
+        username: "admin".into(),
+        password: b.admin_password,
+        terminals: b.terminals,
+        rate: b.rate,
+        duration: b.duration,
+        presses_only: true,
+    })
+    .await?;
+    println!(
+        "server memory (RSS) after the load: {:.1} MiB",
+        rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+    );
+    child.kill().await?;
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
 pub async fn platform(b: PlatformBench) -> anyhow::Result<()> {
     let (url, dir) = fresh_database(b.database_url.as_deref()).await?;
     println!(
@@ -222,37 +307,10 @@ pub async fn platform(b: PlatformBench) -> anyhow::Result<()> {
         }
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("serve")
-        .env("KEPING_DATABASE_URL", &url)
-        .env("KEPING_BIND", format!("127.0.0.1:{port}"))
-        .env("KEPING_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base) = server(&url, PASSWORD).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(b.concurrency * 2)
         .build()?;
-    let mut ready = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !ready {
-        bail!("the server did not come up");
-    }
     let login: serde_json::Value = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))

@@ -1,12 +1,17 @@
 //! The demo organisation for `--demo`: a head office, 2 branches, 6 outlets with 3 windows and a
 //! keypad each, roles and staff,
-//! made through the same store calls (and so the same checks and audit trail) as the UI.
+//! made through the same store calls (and so the same checks and audit trail) as the UI, and a
+//! month of generated ratings behind them.
 
 use keping_domain::auth;
 use keping_store::accounts::{self, AssignmentInput, NewUser, RoleInput};
 use keping_store::evaluation::{self, NewWindow};
+use keping_store::history::{HistoryPlan, HistoryWindow};
 use keping_store::org::{self, NewOrg, OrgFilter};
 use keping_store::{Db, Sql};
+
+/// The demo's windows come with this many days of ratings, so statistics have something to show.
+const HISTORY_DAYS: u32 = 31;
 
 /// (name, code) of an org.
 type NameCode = (&'static str, &'static str);
@@ -118,6 +123,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Option<String>> {
     })
     .await?;
     let mut names = NAMES.iter().cycle();
+    let mut history = Vec::new();
     for (bi, (branch_name, branch_code, outlets)) in BRANCHES.iter().enumerate() {
         let branch = org::create(
             db,
@@ -165,6 +171,7 @@ pub async fn load(db: &Db) -> anyhow::Result<Option<String>> {
                 },
             )
             .await?;
+            let mut windows = Vec::new();
             for w in 1..=3 {
                 let window = evaluation::create_window(
                     db,
@@ -176,10 +183,20 @@ pub async fn load(db: &Db) -> anyhow::Result<Option<String>> {
                     },
                 )
                 .await?;
-                evaluation::create_terminal(db, &admin, window.id, "keypad", Some("评价器"))
-                    .await?;
+                let (terminal, _) =
+                    evaluation::create_terminal(db, &admin, window.id, "keypad", Some("评价器"))
+                        .await?;
+                windows.push(HistoryWindow {
+                    window_id: window.id,
+                    org_id: outlet.id,
+                    terminal_id: terminal.id,
+                    business_type_id: None,
+                    timezone: outlet.timezone.clone(),
+                    staff: Vec::new(),
+                });
             }
             let mut head = None;
+            let mut clerks = Vec::new();
             for si in 0..4 {
                 let is_head = si == 0;
                 let seq = 2 + oi * 4 + si;
@@ -209,9 +226,27 @@ pub async fn load(db: &Db) -> anyhow::Result<Option<String>> {
                 .await?;
                 if is_head {
                     head = Some(user.id);
+                } else {
+                    clerks.push(user.id);
                 }
             }
+            for w in &mut windows {
+                w.staff = clerks.clone();
+            }
+            history.extend(windows);
         }
     }
+    keping_store::history::generate(
+        db,
+        &history,
+        &HistoryPlan {
+            days: HISTORY_DAYS,
+            until: keping_domain::now_millis(),
+            services_per_day: 30.0,
+            seed: 2026,
+        },
+        |_, _| {},
+    )
+    .await?;
     Ok(Some(password))
 }

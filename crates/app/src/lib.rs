@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod generate;
 pub mod notify;
 pub mod simulate;
 

@@ -10,7 +10,7 @@ use keping_app::{demo, prepare, start};
 #[derive(Parser)]
 #[command(name = "keping", version, about, long_about)]
 struct Cli {
-    /// Also load the demo organisation (head office, 2 branches, 6 outlets, windows, staff).
+    /// Also load the demo organisation (head office, 2 branches, 6 outlets, windows, staff) with a month of ratings.
     #[arg(long, global = true)]
     demo: bool,
     #[command(subcommand)]
@@ -57,10 +57,43 @@ enum Command {
     /// Measure keping on generated data (release build recommended). Load goes to 127.0.0.1 only.
     #[command(subcommand)]
     Bench(Bench),
+    /// Fill a database with a large organisation and years of ratings (for benchmarks and trials).
+    Generate {
+        /// The database to fill; the configured one when absent. Use a fresh one: it adds outlets, staff and windows.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 2_000)]
+        windows: usize,
+        #[arg(long, default_value_t = 6_000)]
+        staff: usize,
+        /// About this many counted ratings in all.
+        #[arg(long, default_value_t = 10_000_000)]
+        ratings: u64,
+        /// Days of history, ending yesterday.
+        #[arg(long, default_value_t = 730)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand)]
 enum Bench {
+    /// The device press endpoint: `simulate --presses-only` against a server child process.
+    Presses {
+        /// The database to run on, e.g. one filled by `keping generate`; a fresh SQLite file when absent.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The administrator's password in that database (KEPING_ADMIN_PASSWORD when absent).
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long, default_value_t = 500)]
+        terminals: usize,
+        /// Presses per second per terminal.
+        #[arg(long, default_value_t = 16.0)]
+        rate: f64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+    },
     /// Org tree and staff lists: seeds a fresh database, runs the server as a child process, prints latency and memory.
     Platform {
         /// A PostgreSQL server URL to measure PostgreSQL (a fresh database is made beside it); SQLite when absent.
@@ -142,6 +175,41 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 duration: std::time::Duration::from_secs(duration),
                 presses_only,
+            })
+            .await
+        }
+        Command::Generate {
+            database_url,
+            windows,
+            staff,
+            ratings,
+            days,
+        } => {
+            keping_app::generate::run(keping_app::generate::Generate {
+                database_url: database_url.unwrap_or_else(|| config.database_url()),
+                admin_password: config.admin_password.clone(),
+                windows: windows.max(1),
+                staff: staff.max(1),
+                ratings,
+                days: days.max(1),
+            })
+            .await
+        }
+        Command::Bench(Bench::Presses {
+            database_url,
+            password,
+            terminals,
+            rate,
+            duration,
+        }) => {
+            keping_app::bench::presses(keping_app::bench::PressBench {
+                database_url,
+                admin_password: password
+                    .or(config.admin_password.clone())
+                    .unwrap_or_else(|| "bench-admin-pass".into()),
+                terminals,
+                rate,
+                duration: std::time::Duration::from_secs(duration),
             })
             .await
         }

@@ -269,6 +269,8 @@ impl From<Option<Vec<u8>>> for Arg {
 pub struct Sql {
     text: String,
     args: Vec<Arg>,
+    /// Plain `?` placeholders instead of `$n` (SQLite only; see [`Sql::bulk`]).
+    positional: bool,
 }
 
 impl Sql {
@@ -276,6 +278,17 @@ impl Sql {
         Sql {
             text: text.to_string(),
             args: Vec::new(),
+            positional: false,
+        }
+    }
+
+    /// For statements with hundreds or thousands of parameters (multi-row INSERTs, batches). On
+    /// SQLite their placeholders are plain `?`: sqlx binds a `$n` by asking SQLite for each
+    /// parameter's name, a linear search, which makes binding n parameters cost n².
+    pub fn bulk(backend: Backend, text: &str) -> Sql {
+        Sql {
+            positional: backend == Backend::Sqlite,
+            ..Sql::new(text)
         }
     }
 
@@ -287,8 +300,12 @@ impl Sql {
     /// Appends a parameter placeholder and binds `value` to it.
     pub fn arg(&mut self, value: impl Into<Arg>) -> &mut Self {
         self.args.push(value.into());
-        self.text.push('$');
-        self.text.push_str(&self.args.len().to_string());
+        if self.positional {
+            self.text.push('?');
+        } else {
+            self.text.push('$');
+            self.text.push_str(&self.args.len().to_string());
+        }
         self
     }
 

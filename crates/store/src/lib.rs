@@ -11,8 +11,10 @@ mod migrate;
 pub mod accounts;
 pub mod audit;
 pub mod evaluation;
+pub mod history;
 pub mod notify;
 pub mod org;
+pub mod press;
 mod settings;
 pub mod tokens;
 

@@ -14,6 +14,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "evaluation",
         include_str!("../migrations/0002_evaluation.sql"),
     ),
+    (
+        3,
+        "press_ingest",
+        include_str!("../migrations/0003_press_ingest.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {

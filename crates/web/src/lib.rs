@@ -32,6 +32,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// The instance's press writer (group commit).
+    pub presses: keping_store::press::Presses,
     /// Requests per terminal, so one misbehaving device cannot flood the server.
     pub device_limiter: std::sync::Arc<governor::DefaultKeyedRateLimiter<i64>>,
     /// Wakes the outbox worker when something was queued, so alerts leave within a second.
@@ -44,6 +46,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: Db) -> AppState {
         AppState {
+            presses: keping_store::press::Presses::start(db.clone()),
             db,
             device_limiter: api::device::limiter(),
             outbox_wake: Default::default(),

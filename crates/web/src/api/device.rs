@@ -14,9 +14,8 @@ use axum::response::Response;
 use axum::Json;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use keping_domain::evaluation::PressTarget;
-use keping_store::evaluation::{
-    self as store, Device, DeviceState, PressInput, PressOutcome, Staff,
-};
+use keping_store::evaluation::{self as store, Device, DeviceState, Staff};
+use keping_store::press::{PressInput, PressOutcome};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -322,7 +321,7 @@ async fn press(
         phone: body.phone,
         negative_reason: body.negative_reason,
     };
-    let outcome = store::press(&state.db, &device, input).await?;
+    let outcome = state.presses.press(&device, input).await?;
     after_press(&state, &device, &outcome).await;
     let status = if outcome.replay {
         StatusCode::OK

@@ -15,7 +15,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use keping_domain::auth::new_secret;
 use keping_domain::evaluation::{Polarity, PressTarget, RatingOption};
 use keping_domain::now_millis;
-use keping_store::evaluation::{self as store, Device, DeviceState, PressInput, Window};
+use keping_store::evaluation::{self as store, Device, DeviceState, Window};
+use keping_store::press::PressInput;
 use keping_store::StoreError;
 use qrcode::render::svg;
 use qrcode::{EcLevel, QrCode};
@@ -268,7 +269,7 @@ pub async fn press(
         phone: None,
         negative_reason: None,
     };
-    let pressed = store::press(&state.db, &device, input).await;
+    let pressed = state.presses.press(&device, input).await;
     if let Ok(o) = &pressed {
         crate::api::device::after_press(&state, &device, o).await;
     }
