@@ -149,11 +149,19 @@ impl Phone {
     /// 400/800 service numbers and international numbers (+…). Extensions follow `-`, `转`, `ext`, `x` or `#`.
     pub fn parse(field: &str, value: &str) -> Result<Phone, Invalid> {
         let bad = |code: &'static str, why: &str| {
-            Invalid::new(field, code, format!("'{}' is not a phone number: {why}", value.trim()))
+            Invalid::new(
+                field,
+                code,
+                format!("'{}' is not a phone number: {why}", value.trim()),
+            )
         };
         let v = value.trim();
         if v.is_empty() {
-            return Err(Invalid::new(field, "required", format!("{field} must not be empty")));
+            return Err(Invalid::new(
+                field,
+                "required",
+                format!("{field} must not be empty"),
+            ));
         }
         if v.chars().count() > 40 {
             return Err(bad("invalid_phone", "it is too long"));
@@ -162,12 +170,23 @@ impl Phone {
         let lower = v.to_lowercase();
         let (main, ext) = ["转", "ext.", "ext", "x", "#", "分机"]
             .iter()
-            .find_map(|m| lower.split_once(m).map(|(a, b)| (a.to_string(), Some(b.to_string()))))
+            .find_map(|m| {
+                lower
+                    .split_once(m)
+                    .map(|(a, b)| (a.to_string(), Some(b.to_string())))
+            })
             .unwrap_or((lower.clone(), None));
-        if main.chars().any(|c| !(c.is_ascii_digit() || " -+()（）".contains(c))) {
-            return Err(bad("invalid_phone", "only digits, spaces, '-', '+' and brackets may appear"));
+        if main
+            .chars()
+            .any(|c| !(c.is_ascii_digit() || " -+()（）".contains(c)))
+        {
+            return Err(bad(
+                "invalid_phone",
+                "only digits, spaces, '-', '+' and brackets may appear",
+            ));
         }
-        let international = main.trim_start().starts_with('+') || main.trim_start().starts_with("00");
+        let international =
+            main.trim_start().starts_with('+') || main.trim_start().starts_with("00");
         let groups: Vec<String> = main
             .split(|c: char| !c.is_ascii_digit())
             .filter(|g| !g.is_empty())
@@ -191,7 +210,10 @@ impl Phone {
                 Some(cn) if cn.len() >= 10 => cn.to_string(),
                 _ => {
                     if !(8..=15).contains(&rest.len()) {
-                        return Err(bad("invalid_phone", "an international number has 8 to 15 digits"));
+                        return Err(bad(
+                            "invalid_phone",
+                            "an international number has 8 to 15 digits",
+                        ));
                     }
                     return Ok(Phone {
                         text: format!("+{rest}"),
@@ -204,7 +226,8 @@ impl Phone {
             all
         };
         // a Chinese landline's area code loses its 0 after +86
-        let national = if international && !national.starts_with('1') && !national.starts_with('0') {
+        let national = if international && !national.starts_with('1') && !national.starts_with('0')
+        {
             format!("0{national}")
         } else {
             national
@@ -224,10 +247,17 @@ impl Phone {
             national.clone()
         } else if national.starts_with('0') {
             if !(10..=12).contains(&national.len()) {
-                return Err(bad("invalid_phone", "a landline with its area code has 10 to 12 digits"));
+                return Err(bad(
+                    "invalid_phone",
+                    "a landline with its area code has 10 to 12 digits",
+                ));
             }
             // 010, 02x: three-digit area codes; the others have four
-            let split = if national.starts_with("01") || national.starts_with("02") { 3 } else { 4 };
+            let split = if national.starts_with("01") || national.starts_with("02") {
+                3
+            } else {
+                4
+            };
             format!("{}-{}", &national[..split], &national[split..])
         } else {
             if !(7..=8).contains(&national.len()) {
@@ -373,7 +403,11 @@ pub fn search_query(q: &str) -> Option<(String, Option<String>)> {
 
 /// Same name and company (normalised): the second duplicate rule besides the same phone.
 pub fn name_company_key(name: &str, company: Option<&str>) -> String {
-    format!("{}|{}", normalise(name), normalise(company.unwrap_or_default()))
+    format!(
+        "{}|{}",
+        normalise(name),
+        normalise(company.unwrap_or_default())
+    )
 }
 
 // ---------------------------------------------------------------- dates
@@ -391,7 +425,11 @@ pub fn date(field: &str, value: &str) -> Result<NaiveDate, Invalid> {
         .ok()
         .filter(|d| (1900..=2200).contains(&d.year()))
         .ok_or_else(|| {
-            Invalid::new(field, "invalid_date", format!("'{v}' is not a date like 2026-03-01"))
+            Invalid::new(
+                field,
+                "invalid_date",
+                format!("'{v}' is not a date like 2026-03-01"),
+            )
         })
 }
 
@@ -401,7 +439,8 @@ pub fn excel_date(serial: f64) -> Option<NaiveDate> {
         return None;
     }
     // day 60 is Excel's phantom 1900-02-29; counting from 1899-12-30 is right after it
-    NaiveDate::from_ymd_opt(1899, 12, 30)?.checked_add_days(chrono::Days::new(serial.trunc() as u64))
+    NaiveDate::from_ymd_opt(1899, 12, 30)?
+        .checked_add_days(chrono::Days::new(serial.trunc() as u64))
 }
 
 // ---------------------------------------------------------------- custom fields
@@ -423,7 +462,11 @@ impl FieldDef {
         validate::code("code", &self.code, 32)?;
         validate::required_text("label", &self.label, 50)?;
         if self.kind == FieldKind::Choice && self.choices.is_empty() {
-            return Err(Invalid::new("choices", "required", "a choice field needs its choices"));
+            return Err(Invalid::new(
+                "choices",
+                "required",
+                "a choice field needs its choices",
+            ));
         }
         for c in &self.choices {
             validate::required_text("choices", c, 50)?;
@@ -441,12 +484,20 @@ impl FieldDef {
             Value::String(s) => Some(s.trim().to_string()),
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(_) | Value::Array(_) | Value::Object(_) => {
-                return Err(Invalid::new(&field, "invalid_type", format!("{} takes a {}", self.label, self.kind.code())))
+                return Err(Invalid::new(
+                    &field,
+                    "invalid_type",
+                    format!("{} takes a {}", self.label, self.kind.code()),
+                ))
             }
         };
         let Some(text) = text else {
             if self.required {
-                return Err(Invalid::new(&field, "required", format!("{} is required", self.label)));
+                return Err(Invalid::new(
+                    &field,
+                    "required",
+                    format!("{} is required", self.label),
+                ));
             }
             return Ok(Value::Null);
         };
@@ -458,7 +509,13 @@ impl FieldDef {
                 .filter(|n| n.is_finite())
                 .and_then(serde_json::Number::from_f64)
                 .map(Value::Number)
-                .ok_or_else(|| Invalid::new(&field, "invalid_type", format!("{} takes a number, not '{text}'", self.label))),
+                .ok_or_else(|| {
+                    Invalid::new(
+                        &field,
+                        "invalid_type",
+                        format!("{} takes a number, not '{text}'", self.label),
+                    )
+                }),
             FieldKind::Date => {
                 let d = match text.parse::<f64>() {
                     Ok(serial) => excel_date(serial).ok_or_else(|| {
@@ -469,10 +526,14 @@ impl FieldDef {
                 Ok(Value::String(d.format("%Y-%m-%d").to_string()))
             }
             FieldKind::Choice => {
-                if self.choices.iter().any(|c| *c == text) {
+                if self.choices.contains(&text) {
                     Ok(Value::String(text))
                 } else {
-                    Err(Invalid::new(&field, "invalid_choice", format!("'{text}' is not one of {}", self.choices.join(", "))))
+                    Err(Invalid::new(
+                        &field,
+                        "invalid_choice",
+                        format!("'{text}' is not one of {}", self.choices.join(", ")),
+                    ))
                 }
             }
         }
@@ -503,10 +564,18 @@ impl Default for PoolSettings {
 impl PoolSettings {
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.return_after_days.is_some_and(|d| d == 0 || d > 3650) {
-            return Err(Invalid::new("return_after_days", "out_of_range", "return_after_days must be between 1 and 3650"));
+            return Err(Invalid::new(
+                "return_after_days",
+                "out_of_range",
+                "return_after_days must be between 1 and 3650",
+            ));
         }
         if self.claim_limit > 100_000 {
-            return Err(Invalid::new("claim_limit", "out_of_range", "claim_limit must be at most 100000"));
+            return Err(Invalid::new(
+                "claim_limit",
+                "out_of_range",
+                "claim_limit must be at most 100000",
+            ));
         }
         Ok(())
     }
@@ -518,10 +587,16 @@ impl PoolSettings {
 pub fn header_field(header: &str) -> Option<&'static str> {
     let h = normalise(header).replace(['*', '：', ':'], "");
     let f = match h.as_str() {
-        "客户名称" | "客户姓名" | "姓名" | "客户" | "name" | "customername" | "customer" => "name",
-        "单位名称" | "公司名称" | "单位" | "公司" | "企业名称" | "company" | "companyname" | "organization" => "company",
-        "联系人" | "联系人姓名" | "contact" | "contactname" | "contactperson" => "contact_name",
-        "手机" | "手机号" | "手机号码" | "电话" | "联系电话" | "电话号码" | "固话" | "mobile" | "phone" | "tel" | "telephone" | "phonenumber" => "phone",
+        "客户名称" | "客户姓名" | "姓名" | "客户" | "name" | "customername" | "customer" => {
+            "name"
+        }
+        "单位名称" | "公司名称" | "单位" | "公司" | "企业名称" | "company" | "companyname"
+        | "organization" => "company",
+        "联系人" | "联系人姓名" | "contact" | "contactname" | "contactperson" => {
+            "contact_name"
+        }
+        "手机" | "手机号" | "手机号码" | "电话" | "联系电话" | "电话号码" | "固话" | "mobile"
+        | "phone" | "tel" | "telephone" | "phonenumber" => "phone",
         "邮箱" | "电子邮箱" | "电子邮件" | "email" | "e-mail" | "mail" => "email",
         "地址" | "联系地址" | "通讯地址" | "address" => "address",
         "行业" | "所属行业" | "industry" => "industry",
@@ -534,7 +609,9 @@ pub fn header_field(header: &str) -> Option<&'static str> {
         "客户组" | "分组" | "group" | "customergroup" => "customer_group",
         "标签" | "tags" | "tag" => "tags",
         "备注" | "说明" | "notes" | "note" | "remark" | "remarks" | "comment" => "notes",
-        "客户编号" | "编号" | "客户代码" | "code" | "customerno" | "customercode" | "no" => "code",
+        "客户编号" | "编号" | "客户代码" | "code" | "customerno" | "customercode" | "no" => {
+            "code"
+        }
         "职务" | "职位" | "title" | "position" | "jobtitle" => "contact_title",
         "部门" | "department" | "dept" => "contact_department",
         "爱好" | "兴趣爱好" | "hobbies" => "hobbies",
@@ -545,17 +622,34 @@ pub fn header_field(header: &str) -> Option<&'static str> {
 
 /// Every field an import column may be mapped to.
 pub const IMPORT_FIELDS: &[&str] = &[
-    "name", "company", "contact_name", "phone", "email", "address", "industry", "region", "kind",
-    "birthday", "intent", "importance", "source", "customer_group", "tags", "notes", "code",
-    "contact_title", "contact_department", "hobbies",
+    "name",
+    "company",
+    "contact_name",
+    "phone",
+    "email",
+    "address",
+    "industry",
+    "region",
+    "kind",
+    "birthday",
+    "intent",
+    "importance",
+    "source",
+    "customer_group",
+    "tags",
+    "notes",
+    "code",
+    "contact_title",
+    "contact_department",
+    "hobbies",
 ];
 
 /// The header row of a sheet: the first of its top rows where at least two cells name known
 /// fields (a title row above the header is common). Answers the row's index.
 pub fn find_header_row(rows: &[Vec<String>]) -> Option<usize> {
-    rows.iter().take(20).position(|r| {
-        r.iter().filter(|c| header_field(c).is_some()).count() >= 2
-    })
+    rows.iter()
+        .take(20)
+        .position(|r| r.iter().filter(|c| header_field(c).is_some()).count() >= 2)
 }
 
 #[cfg(test)]
@@ -565,67 +659,164 @@ mod tests {
     #[test]
     fn phones_parse_and_explain() {
         let m = Phone::parse("phone", "138 0013 8000").unwrap();
-        assert_eq!((m.text.as_str(), m.digits.as_str()), ("13800138000", "13800138000"));
-        assert_eq!(Phone::parse("phone", "+86 138-0013-8000").unwrap().digits, "13800138000");
+        assert_eq!(
+            (m.text.as_str(), m.digits.as_str()),
+            ("13800138000", "13800138000")
+        );
+        assert_eq!(
+            Phone::parse("phone", "+86 138-0013-8000").unwrap().digits,
+            "13800138000"
+        );
         let l = Phone::parse("phone", "010-62345678转123").unwrap();
-        assert_eq!((l.text.as_str(), l.digits.as_str(), l.extension.as_deref()), ("010-62345678-123", "01062345678", Some("123")));
-        assert_eq!(Phone::parse("phone", "(0755)8888 6666").unwrap().text, "0755-88886666");
-        assert_eq!(Phone::parse("phone", "010-62345678-8").unwrap().extension.as_deref(), Some("8"));
+        assert_eq!(
+            (l.text.as_str(), l.digits.as_str(), l.extension.as_deref()),
+            ("010-62345678-123", "01062345678", Some("123"))
+        );
+        assert_eq!(
+            Phone::parse("phone", "(0755)8888 6666").unwrap().text,
+            "0755-88886666"
+        );
+        assert_eq!(
+            Phone::parse("phone", "010-62345678-8")
+                .unwrap()
+                .extension
+                .as_deref(),
+            Some("8")
+        );
         assert!(Phone::parse("phone", "62345678").unwrap().lacks_area_code());
-        assert_eq!(Phone::parse("phone", "1380013800").unwrap_err().code, "invalid_phone");
-        assert_eq!(Phone::parse("phone", "abc").unwrap_err().code, "invalid_phone");
-        assert_eq!(Phone::parse("phone", "12800138000").unwrap_err().code, "invalid_phone");
+        assert_eq!(
+            Phone::parse("phone", "1380013800").unwrap_err().code,
+            "invalid_phone"
+        );
+        assert_eq!(
+            Phone::parse("phone", "abc").unwrap_err().code,
+            "invalid_phone"
+        );
+        assert_eq!(
+            Phone::parse("phone", "12800138000").unwrap_err().code,
+            "invalid_phone"
+        );
         assert_eq!(phone_key("+86 13800138000"), "13800138000");
     }
 
     #[test]
     fn search_terms_find_any_part_and_initials() {
-        let src = SearchSource { names: vec!["张三", "北京华为 技术有限公司"], phones: vec!["13800138000"] };
+        let src = SearchSource {
+            names: vec!["张三", "北京华为 技术有限公司"],
+            phones: vec!["13800138000"],
+        };
         let terms = search_terms(&src);
-        for q in ["张三", "三", "zs", "s", "华为", "hw", "bjhwjsyxgs", "138001", "8000", "有限公司"] {
+        for q in [
+            "张三",
+            "三",
+            "zs",
+            "s",
+            "华为",
+            "hw",
+            "bjhwjsyxgs",
+            "138001",
+            "8000",
+            "有限公司",
+        ] {
             let (prefix, _) = search_query(q).unwrap();
-            assert!(terms.iter().any(|t| t.starts_with(&prefix)), "{q} not found in {terms:?}");
+            assert!(
+                terms.iter().any(|t| t.starts_with(&prefix)),
+                "{q} not found in {terms:?}"
+            );
         }
-        assert!(!terms.iter().any(|t| t == "00"), "short phone suffixes are left out");
+        assert!(
+            !terms.iter().any(|t| t == "00"),
+            "short phone suffixes are left out"
+        );
         assert_eq!(initials("ABC科技"), "abckj");
         let long = "北京市海淀区中关村大街一号院二号楼";
         let (prefix, full) = search_query(long).unwrap();
         assert_eq!(prefix.chars().count(), MAX_TERM_CHARS);
         assert!(full.is_some());
         assert!(search_query("  ").is_none());
-        assert_eq!(name_company_key(" 张 三", Some("ABC")), name_company_key("张三", Some("abc")));
+        assert_eq!(
+            name_company_key(" 张 三", Some("ABC")),
+            name_company_key("张三", Some("abc"))
+        );
     }
 
     #[test]
     fn dates_and_excel_serials() {
-        assert_eq!(date("birthday", "1990/3/5").unwrap().to_string(), "1990-03-05");
-        assert_eq!(date("birthday", "1990年3月5日").unwrap().to_string(), "1990-03-05");
+        assert_eq!(
+            date("birthday", "1990/3/5").unwrap().to_string(),
+            "1990-03-05"
+        );
+        assert_eq!(
+            date("birthday", "1990年3月5日").unwrap().to_string(),
+            "1990-03-05"
+        );
         assert!(date("birthday", "1990-13-01").is_err());
         assert_eq!(excel_date(45658.0).unwrap().to_string(), "2025-01-01");
-        assert_eq!(Intent::A.expected_close_by(NaiveDate::from_ymd_opt(2026, 1, 31).unwrap()).unwrap().to_string(), "2026-04-30");
-        assert_eq!(Intent::D.expected_close_by(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()), None);
+        assert_eq!(
+            Intent::A
+                .expected_close_by(NaiveDate::from_ymd_opt(2026, 1, 31).unwrap())
+                .unwrap()
+                .to_string(),
+            "2026-04-30"
+        );
+        assert_eq!(
+            Intent::D.expected_close_by(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()),
+            None
+        );
     }
 
     #[test]
     fn codes_read_chinese_and_english() {
         assert_eq!(CustomerKind::parse("潜在客户"), Some(CustomerKind::Lead));
         assert_eq!(CustomerKind::parse("Agent"), Some(CustomerKind::Agent));
-        assert_eq!(Importance::parse("一年之内不会做"), Some(Importance::NotThisYear));
+        assert_eq!(
+            Importance::parse("一年之内不会做"),
+            Some(Importance::NotThisYear)
+        );
         assert_eq!(Intent::parse("a"), Some(Intent::A));
-        assert_eq!(CustomerKind::parse_field("kind", "x").unwrap_err().code, "invalid_choice");
+        assert_eq!(
+            CustomerKind::parse_field("kind", "x").unwrap_err().code,
+            "invalid_choice"
+        );
     }
 
     #[test]
     fn custom_values_are_checked_by_kind() {
-        let num = FieldDef { code: "engine_no".into(), label: "排量".into(), kind: FieldKind::Number, choices: vec![], required: true };
-        assert_eq!(num.check(&Value::from("1.5")).unwrap(), serde_json::json!(1.5));
-        assert_eq!(num.check(&Value::from("abc")).unwrap_err().code, "invalid_type");
+        let num = FieldDef {
+            code: "engine_no".into(),
+            label: "排量".into(),
+            kind: FieldKind::Number,
+            choices: vec![],
+            required: true,
+        };
+        assert_eq!(
+            num.check(&Value::from("1.5")).unwrap(),
+            serde_json::json!(1.5)
+        );
+        assert_eq!(
+            num.check(&Value::from("abc")).unwrap_err().code,
+            "invalid_type"
+        );
         assert_eq!(num.check(&Value::Null).unwrap_err().code, "required");
-        let date_field = FieldDef { kind: FieldKind::Date, required: false, ..num.clone() };
-        assert_eq!(date_field.check(&Value::from(45658)).unwrap(), Value::from("2025-01-01"));
+        let date_field = FieldDef {
+            kind: FieldKind::Date,
+            required: false,
+            ..num.clone()
+        };
+        assert_eq!(
+            date_field.check(&Value::from(45658)).unwrap(),
+            Value::from("2025-01-01")
+        );
         assert_eq!(date_field.check(&Value::Null).unwrap(), Value::Null);
-        let choice = FieldDef { kind: FieldKind::Choice, choices: vec!["红".into(), "蓝".into()], ..num };
-        assert_eq!(choice.check(&Value::from("绿")).unwrap_err().code, "invalid_choice");
+        let choice = FieldDef {
+            kind: FieldKind::Choice,
+            choices: vec!["红".into(), "蓝".into()],
+            ..num
+        };
+        assert_eq!(
+            choice.check(&Value::from("绿")).unwrap_err().code,
+            "invalid_choice"
+        );
     }
 
     #[test]

@@ -106,7 +106,9 @@ impl Cell {
             // 13800138000 arrives as 13800138000.0; whole numbers lose the fraction
             Cell::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => Some(format!("{}", *n as i64)),
             Cell::Number(n) => Some(n.to_string()),
-            Cell::Date(serial) => rules::excel_date(*serial).map(|d| d.format("%Y-%m-%d").to_string()),
+            Cell::Date(serial) => {
+                rules::excel_date(*serial).map(|d| d.format("%Y-%m-%d").to_string())
+            }
         }
     }
 }
@@ -172,16 +174,30 @@ fn read_csv(bytes: &[u8]) -> Result<Sheet> {
         Err(_) => encoding_rs::GBK
             .decode_without_bom_handling_and_without_replacement(bytes)
             .map(|t| t.into_owned())
-            .ok_or_else(|| unreadable("the file is neither UTF-8 nor GBK text, nor an Excel workbook"))?,
+            .ok_or_else(|| {
+                unreadable("the file is neither UTF-8 nor GBK text, nor an Excel workbook")
+            })?,
     };
     if text.contains('\0') {
-        return Err(unreadable("the file holds binary data; send xlsx, xls or csv"));
+        return Err(unreadable(
+            "the file holds binary data; send xlsx, xls or csv",
+        ));
     }
     Ok(Sheet {
         first_row: 1,
         rows: parse_csv(&text)
             .into_iter()
-            .map(|r| r.into_iter().map(|c| if c.is_empty() { Cell::Empty } else { Cell::Text(c) }).collect())
+            .map(|r| {
+                r.into_iter()
+                    .map(|c| {
+                        if c.is_empty() {
+                            Cell::Empty
+                        } else {
+                            Cell::Text(c)
+                        }
+                    })
+                    .collect()
+            })
             .collect(),
     })
 }
@@ -257,10 +273,15 @@ struct Columns {
     ignored: Vec<String>,
 }
 
-fn columns(header: &[String], mapping: Option<&HashMap<String, String>>, defs: &[FieldDef]) -> Result<Columns> {
+fn columns(
+    header: &[String],
+    mapping: Option<&HashMap<String, String>>,
+    defs: &[FieldDef],
+) -> Result<Columns> {
     let known = |f: &str| -> bool {
         IMPORT_FIELDS.contains(&f)
-            || f.strip_prefix("custom.").is_some_and(|c| defs.iter().any(|d| d.code == c))
+            || f.strip_prefix("custom.")
+                .is_some_and(|c| defs.iter().any(|d| d.code == c))
     };
     let mut by_field = HashMap::new();
     let mut used = Vec::new();
@@ -268,10 +289,22 @@ fn columns(header: &[String], mapping: Option<&HashMap<String, String>>, defs: &
     if let Some(m) = mapping {
         for (h, f) in m {
             if !known(f) {
-                return Err(Invalid::new("mapping", "unknown_field", format!("'{f}' (for column '{h}') is not a field customers can be imported into")).into());
+                return Err(Invalid::new(
+                    "mapping",
+                    "unknown_field",
+                    format!(
+                        "'{f}' (for column '{h}') is not a field customers can be imported into"
+                    ),
+                )
+                .into());
             }
             if !header.iter().any(|x| x.trim() == h.trim()) {
-                return Err(Invalid::new("mapping", "unknown_column", format!("the sheet has no column '{h}'")).into());
+                return Err(Invalid::new(
+                    "mapping",
+                    "unknown_column",
+                    format!("the sheet has no column '{h}'"),
+                )
+                .into());
             }
         }
     }
@@ -282,13 +315,19 @@ fn columns(header: &[String], mapping: Option<&HashMap<String, String>>, defs: &
         }
         let field = match mapping {
             Some(m) => m.get(h).cloned(),
-            None => rules::header_field(h)
-                .map(str::to_string)
-                .or_else(|| defs.iter().find(|d| d.label == h || d.code == h).map(|d| format!("custom.{}", d.code))),
+            None => rules::header_field(h).map(str::to_string).or_else(|| {
+                defs.iter()
+                    .find(|d| d.label == h || d.code == h)
+                    .map(|d| format!("custom.{}", d.code))
+            }),
         };
         match field {
             // a second phone column (手机 and 电话) becomes the contact's landline
-            Some(f) if f == "phone" && by_field.contains_key("phone") && !by_field.contains_key("contact_phone") => {
+            Some(f)
+                if f == "phone"
+                    && by_field.contains_key("phone")
+                    && !by_field.contains_key("contact_phone") =>
+            {
                 by_field.insert("contact_phone".to_string(), i);
                 used.push((h.to_string(), "contact_phone".to_string()));
             }
@@ -300,9 +339,18 @@ fn columns(header: &[String], mapping: Option<&HashMap<String, String>>, defs: &
         }
     }
     if !by_field.contains_key("name") && !by_field.contains_key("company") {
-        return Err(Invalid::new("file", "no_name_column", "no column holds the customer's name (客户名称, 单位名称, 公司名称 or name)").into());
+        return Err(Invalid::new(
+            "file",
+            "no_name_column",
+            "no column holds the customer's name (客户名称, 单位名称, 公司名称 or name)",
+        )
+        .into());
     }
-    Ok(Columns { by_field, used, ignored })
+    Ok(Columns {
+        by_field,
+        used,
+        ignored,
+    })
 }
 
 /// A row read into the fields of a customer and of its first contact.
@@ -312,10 +360,18 @@ struct RowInput {
 }
 
 fn row_input(cells: &[Cell], cols: &Columns) -> std::result::Result<RowInput, (String, String)> {
-    let get = |f: &str| -> Option<String> { cols.by_field.get(f).and_then(|&i| cells.get(i)).and_then(Cell::text) };
+    let get = |f: &str| -> Option<String> {
+        cols.by_field
+            .get(f)
+            .and_then(|&i| cells.get(i))
+            .and_then(Cell::text)
+    };
     for (f, &i) in &cols.by_field {
         if let Some(Cell::Error(e)) = cells.get(i) {
-            return Err((f.clone(), format!("the cell holds an error ({e}); fix the formula")));
+            return Err((
+                f.clone(),
+                format!("the cell holds an error ({e}); fix the formula"),
+            ));
         }
     }
     let company = get("company");
@@ -324,7 +380,9 @@ fn row_input(cells: &[Cell], cols: &Columns) -> std::result::Result<RowInput, (S
     for (f, &i) in &cols.by_field {
         if let Some(code) = f.strip_prefix("custom.") {
             let v = match cells.get(i) {
-                Some(Cell::Number(n)) => serde_json::Number::from_f64(*n).map(Value::Number).unwrap_or(Value::Null),
+                Some(Cell::Number(n)) => serde_json::Number::from_f64(*n)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
                 Some(Cell::Date(d)) => Value::from(*d),
                 Some(c) => c.text().map(Value::String).unwrap_or(Value::Null),
                 None => Value::Null,
@@ -374,11 +432,21 @@ fn row_input(cells: &[Cell], cols: &Columns) -> std::result::Result<RowInput, (S
 }
 
 /// Imports customers (and a first contact each). A dry run answers what would happen and writes nothing.
-pub async fn import(db: &Db, scope: &Scope, src: ImportSource, opts: ImportOptions) -> Result<ImportOutcome> {
+pub async fn import(
+    db: &Db,
+    scope: &Scope,
+    src: ImportSource,
+    opts: ImportOptions,
+) -> Result<ImportOutcome> {
     require(scope, "customer.import")?;
     require(scope, "customer.edit")?;
     let sheet = read_sheet(&src)?;
-    let texts: Vec<Vec<String>> = sheet.rows.iter().take(20).map(|r| r.iter().map(|c| c.text().unwrap_or_default()).collect()).collect();
+    let texts: Vec<Vec<String>> = sheet
+        .rows
+        .iter()
+        .take(20)
+        .map(|r| r.iter().map(|c| c.text().unwrap_or_default()).collect())
+        .collect();
     let header_at = match &opts.mapping {
         // with a mapping, the header row is the first that holds one of its headers
         Some(m) => texts.iter().position(|r| r.iter().any(|c| m.contains_key(c.trim()))),
@@ -387,7 +455,14 @@ pub async fn import(db: &Db, scope: &Scope, src: ImportSource, opts: ImportOptio
     .ok_or_else(|| unreadable("no header row was found in the first 20 rows (e.g. 客户名称, 联系人, 手机); send a mapping or add headers"))?;
     let data_rows = sheet.rows.len().saturating_sub(header_at + 1);
     if data_rows > MAX_IMPORT_ROWS {
-        return Err(Invalid::new("file", "too_many_rows", format!("the sheet has {data_rows} rows; at most {MAX_IMPORT_ROWS} are imported at once")).into());
+        return Err(Invalid::new(
+            "file",
+            "too_many_rows",
+            format!(
+                "the sheet has {data_rows} rows; at most {MAX_IMPORT_ROWS} are imported at once"
+            ),
+        )
+        .into());
     }
     let mut tx = db.begin().await?;
     let path = match opts.org_id {
@@ -429,22 +504,39 @@ pub async fn import(db: &Db, scope: &Scope, src: ImportSource, opts: ImportOptio
     };
     for (i, cells) in sheet.rows.iter().enumerate().skip(header_at + 1) {
         let row_no = sheet.first_row + i;
-        if cells.iter().all(|c| c.text().is_none() && !matches!(c, Cell::Error(_))) {
+        if cells
+            .iter()
+            .all(|c| c.text().is_none() && !matches!(c, Cell::Error(_)))
+        {
             continue;
         }
         out.rows += 1;
         let input = match row_input(cells, &cols) {
             Ok(r) => r,
             Err((field, reason)) => {
-                out.rejected.push(ImportRejection { row: row_no, column: column_of(&field), field: Some(field), reason });
+                out.rejected.push(ImportRejection {
+                    row: row_no,
+                    column: column_of(&field),
+                    field: Some(field),
+                    reason,
+                });
                 continue;
             }
         };
         let fields = match check(&input.customer, &defs) {
             Ok(f) => f,
             Err(e) => {
-                let field = if e.field == "name" && !cols.by_field.contains_key("name") { "company".to_string() } else { e.field.clone() };
-                out.rejected.push(ImportRejection { row: row_no, column: column_of(&field), field: Some(field), reason: e.message });
+                let field = if e.field == "name" && !cols.by_field.contains_key("name") {
+                    "company".to_string()
+                } else {
+                    e.field.clone()
+                };
+                out.rejected.push(ImportRejection {
+                    row: row_no,
+                    column: column_of(&field),
+                    field: Some(field),
+                    reason: e.message,
+                });
                 continue;
             }
         };
@@ -452,7 +544,12 @@ pub async fn import(db: &Db, scope: &Scope, src: ImportSource, opts: ImportOptio
             Ok(c) => c,
             Err(e) => {
                 let field = format!("contact_{}", e.field);
-                out.rejected.push(ImportRejection { row: row_no, column: column_of(&field), field: Some(field), reason: e.message });
+                out.rejected.push(ImportRejection {
+                    row: row_no,
+                    column: column_of(&field),
+                    field: Some(field),
+                    reason: e.message,
+                });
                 continue;
             }
         };
@@ -463,7 +560,13 @@ pub async fn import(db: &Db, scope: &Scope, src: ImportSource, opts: ImportOptio
             .and_then(|p| seen_phone.get(&p.digits).copied())
             .or_else(|| seen_key.get(&key).copied());
         if let (Some(first), false) = (earlier, opts.duplicates == DuplicateMode::ImportAnyway) {
-            out.duplicates.push(ImportDuplicate { row: row_no, customer_id: None, reason: "same_as_row".into(), action: "skipped".into(), same_as_row: Some(first) });
+            out.duplicates.push(ImportDuplicate {
+                row: row_no,
+                customer_id: None,
+                reason: "same_as_row".into(),
+                action: "skipped".into(),
+                same_as_row: Some(first),
+            });
             continue;
         }
         if let Some(p) = &fields.phone {
@@ -476,31 +579,66 @@ pub async fn import(db: &Db, scope: &Scope, src: ImportSource, opts: ImportOptio
             duplicates_of(&mut tx, scope, &fields, None).await?
         };
         if let Some(d) = on_file.first() {
-            let target = on_file.iter().find(|d| d.visible).and_then(|d| d.customer_id);
+            let target = on_file
+                .iter()
+                .find(|d| d.visible)
+                .and_then(|d| d.customer_id);
             let (action, customer_id) = match (opts.duplicates, target) {
-                (DuplicateMode::Update, Some(id)) => match update_from_row(&mut tx, scope, id, &input.customer, &defs, import_id).await {
-                    Ok(()) => {
-                        out.updated += 1;
-                        out.accepted += 1;
-                        ("updated", Some(id))
+                (DuplicateMode::Update, Some(id)) => {
+                    match update_from_row(&mut tx, scope, id, &input.customer, &defs, import_id)
+                        .await
+                    {
+                        Ok(()) => {
+                            out.updated += 1;
+                            out.accepted += 1;
+                            ("updated", Some(id))
+                        }
+                        Err(StoreError::Invalid(e)) => {
+                            out.rejected.push(ImportRejection {
+                                row: row_no,
+                                column: column_of(&e.field),
+                                field: Some(e.field.clone()),
+                                reason: e.message,
+                            });
+                            continue;
+                        }
+                        Err(StoreError::NotFound | StoreError::Forbidden(_)) => {
+                            ("skipped", Some(id))
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(StoreError::Invalid(e)) => {
-                        out.rejected.push(ImportRejection { row: row_no, column: column_of(&e.field), field: Some(e.field.clone()), reason: e.message });
-                        continue;
-                    }
-                    Err(StoreError::NotFound | StoreError::Forbidden(_)) => ("skipped", Some(id)),
-                    Err(e) => return Err(e),
-                },
+                }
                 _ => ("skipped", target),
             };
-            out.duplicates.push(ImportDuplicate { row: row_no, customer_id, reason: d.reason.clone(), action: action.into(), same_as_row: None });
+            out.duplicates.push(ImportDuplicate {
+                row: row_no,
+                customer_id,
+                reason: d.reason.clone(),
+                action: action.into(),
+                same_as_row: None,
+            });
             continue;
         }
-        let id = insert(&mut tx, scope, path.id(), Some(scope.user_id), &fields, import_id).await?;
+        let id = insert(
+            &mut tx,
+            scope,
+            path.id(),
+            Some(scope.user_id),
+            &fields,
+            import_id,
+        )
+        .await?;
         if let Some(c) = &contact {
             let now = now_millis();
             let mut sql = Sql::new("INSERT INTO contacts (customer_id, created_at, updated_at, ");
-            sql.push(CONTACT_COLUMNS).push(") VALUES (").arg(id).push(", ").arg(now).push(", ").arg(now).push(", ");
+            sql.push(CONTACT_COLUMNS)
+                .push(") VALUES (")
+                .arg(id)
+                .push(", ")
+                .arg(now)
+                .push(", ")
+                .arg(now)
+                .push(", ");
             super::contact_values(&mut sql, c);
             sql.push(")");
             sql.execute(&mut *tx).await?;
@@ -513,10 +651,33 @@ pub async fn import(db: &Db, scope: &Scope, src: ImportSource, opts: ImportOptio
     match import_id {
         None => tx.rollback().await?,
         Some(id) => {
-            Sql::new("UPDATE customer_imports SET created = ").arg(out.created as i64).push(", updated = ").arg(out.updated as i64).push(" WHERE id = ").arg(id).execute(&mut *tx).await?;
+            Sql::new("UPDATE customer_imports SET created = ")
+                .arg(out.created as i64)
+                .push(", updated = ")
+                .arg(out.updated as i64)
+                .push(" WHERE id = ")
+                .arg(id)
+                .execute(&mut *tx)
+                .await?;
             let mut changes = Changes::new();
-            changes.set("rows", &out.rows).set("created", &out.created).set("updated", &out.updated).set("rejected", &out.rejected.len());
-            audit::record(&mut *tx, scope.into(), Entry { org_path: path.as_str(), action: "import", entity: "customer_import", entity_id: Some(id), summary: src.file_name.clone(), changes: Some(changes) }).await?;
+            changes
+                .set("rows", &out.rows)
+                .set("created", &out.created)
+                .set("updated", &out.updated)
+                .set("rejected", &out.rejected.len());
+            audit::record(
+                &mut *tx,
+                scope.into(),
+                Entry {
+                    org_path: path.as_str(),
+                    action: "import",
+                    entity: "customer_import",
+                    entity_id: Some(id),
+                    summary: src.file_name.clone(),
+                    changes: Some(changes),
+                },
+            )
+            .await?;
             tx.commit().await?;
         }
     }
@@ -524,7 +685,13 @@ pub async fn import(db: &Db, scope: &Scope, src: ImportSource, opts: ImportOptio
 }
 
 /// A timeline line without an audit entry of its own (the import has one for all its rows).
-async fn timeline_only(tx: &mut Transaction<'static, Any>, scope: &Scope, customer_id: i64, action: &str, summary: &str) -> Result<()> {
+async fn timeline_only(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    customer_id: i64,
+    action: &str,
+    summary: &str,
+) -> Result<()> {
     Sql::new("INSERT INTO customer_events (customer_id, at, user_id, username, action, summary) VALUES (")
         .arg(customer_id).push(", ").arg(now_millis()).push(", ").arg(scope.user_id).push(", ").arg(&scope.username)
         .push(", ").arg(action).push(", ").arg(summary).push(")")
@@ -548,25 +715,54 @@ async fn update_from_row(
     patch.is_company = None;
     let input = before.as_input().overlay(patch);
     let after = check(&input, defs)?;
-    write_fields(tx, id, &after, (before.intent == after.intent.map(|i| i.code().to_string())).then(|| before.expected_close_by.clone())).await?;
+    write_fields(
+        tx,
+        id,
+        &after,
+        (before.intent == after.intent.map(|i| i.code().to_string()))
+            .then(|| before.expected_close_by.clone()),
+    )
+    .await?;
     if let Some(import_id) = import_id {
         let snapshot = serde_json::json!({"input": input_json(&before.as_input()), "expected_close_by": before.expected_close_by});
         Sql::new("INSERT INTO customer_import_updates (import_id, customer_id, before) VALUES (")
-            .arg(import_id).push(", ").arg(id).push(", ").arg(snapshot.to_string()).push(") ON CONFLICT DO NOTHING")
+            .arg(import_id)
+            .push(", ")
+            .arg(id)
+            .push(", ")
+            .arg(snapshot.to_string())
+            .push(") ON CONFLICT DO NOTHING")
             .execute(&mut **tx)
             .await?;
     }
     let changes = super::field_changes(&before.as_input(), &input);
-    event(tx, scope, id, &before.org_path, "import_update", after.name.clone(), Some(changes)).await
+    event(
+        tx,
+        scope,
+        id,
+        &before.org_path,
+        "import_update",
+        after.name.clone(),
+        Some(changes),
+    )
+    .await
 }
 
-async fn write_fields(tx: &mut Transaction<'static, Any>, id: i64, f: &Fields, kept_close_by: Option<Option<String>>) -> Result<()> {
+async fn write_fields(
+    tx: &mut Transaction<'static, Any>,
+    id: i64,
+    f: &Fields,
+    kept_close_by: Option<Option<String>>,
+) -> Result<()> {
     let mut sql = Sql::new("UPDATE customers SET (");
     sql.push(FIELD_COLUMNS).push(") = (");
     push_field_values(&mut sql, f, kept_close_by);
-    sql.push("), name_company_key = ").arg(rules::name_company_key(&f.name, f.company.as_deref()))
-        .push(", updated_at = ").arg(now_millis())
-        .push(" WHERE id = ").arg(id);
+    sql.push("), name_company_key = ")
+        .arg(rules::name_company_key(&f.name, f.company.as_deref()))
+        .push(", updated_at = ")
+        .arg(now_millis())
+        .push(" WHERE id = ")
+        .arg(id);
     sql.execute(&mut **tx).await?;
     set_tags(tx, id, &f.tags).await?;
     reindex(tx, id).await
@@ -588,37 +784,107 @@ pub async fn undo_import(db: &Db, scope: &Scope, import_id: i64) -> Result<(usiz
     require(scope, "customer.import")?;
     let mut tx = db.begin().await?;
     let mut sql = Sql::new("SELECT i.undone_at, o.path FROM customer_imports i JOIN orgs o ON o.id = i.org_id WHERE i.id = ");
-    sql.arg(import_id).push(" AND ").reach("o.path", &scope.reach("customer.import"));
+    sql.arg(import_id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach("customer.import"));
     let (undone_at, path): (Option<i64>, String) = sql.fetch_one(&mut *tx).await?;
     if undone_at.is_some() {
-        return Err(StoreError::conflict("id", "already_undone", "this import has been undone already"));
+        return Err(StoreError::conflict(
+            "id",
+            "already_undone",
+            "this import has been undone already",
+        ));
     }
-    let created: Vec<(i64,)> = Sql::new("SELECT id FROM customers WHERE import_id = ").arg(import_id).fetch_all(&mut *tx).await?;
+    let created: Vec<(i64,)> = Sql::new("SELECT id FROM customers WHERE import_id = ")
+        .arg(import_id)
+        .fetch_all(&mut *tx)
+        .await?;
     let ids: Vec<i64> = created.into_iter().map(|(id,)| id).collect();
     for chunk in ids.chunks(500) {
-        Sql::new("UPDATE calls SET customer_id = NULL WHERE ").in_ids("customer_id", chunk).execute(&mut *tx).await?;
-        for table in ["activities", "contacts", "customer_events", "customer_shares", "customer_terms", "customer_phones", "customer_tags", "customer_import_updates"] {
-            Sql::new(&format!("DELETE FROM {table} WHERE ")).in_ids("customer_id", chunk).execute(&mut *tx).await?;
+        Sql::new("UPDATE calls SET customer_id = NULL WHERE ")
+            .in_ids("customer_id", chunk)
+            .execute(&mut *tx)
+            .await?;
+        for table in [
+            "activities",
+            "contacts",
+            "customer_events",
+            "customer_shares",
+            "customer_terms",
+            "customer_phones",
+            "customer_tags",
+            "customer_import_updates",
+        ] {
+            Sql::new(&format!("DELETE FROM {table} WHERE "))
+                .in_ids("customer_id", chunk)
+                .execute(&mut *tx)
+                .await?;
         }
-        Sql::new("DELETE FROM customers WHERE ").in_ids("id", chunk).execute(&mut *tx).await?;
+        Sql::new("DELETE FROM customers WHERE ")
+            .in_ids("id", chunk)
+            .execute(&mut *tx)
+            .await?;
     }
-    let updated: Vec<(i64, String)> = Sql::new("SELECT customer_id, before FROM customer_import_updates WHERE import_id = ").arg(import_id).fetch_all(&mut *tx).await?;
+    let updated: Vec<(i64, String)> =
+        Sql::new("SELECT customer_id, before FROM customer_import_updates WHERE import_id = ")
+            .arg(import_id)
+            .fetch_all(&mut *tx)
+            .await?;
     for (id, before) in &updated {
         let snapshot: Value = serde_json::from_str(before).unwrap_or_default();
-        let input: CustomerInput = serde_json::from_value(snapshot["input"].clone()).unwrap_or_default();
-        let (org_path,): (String,) = Sql::new("SELECT o.path FROM customers c JOIN orgs o ON o.id = c.org_id WHERE c.id = ").arg(*id).fetch_one(&mut *tx).await?;
-        let defs = field_defs(&mut *tx, &OrgPath::parse(&org_path).expect("stored org paths are well formed")).await?;
+        let input: CustomerInput =
+            serde_json::from_value(snapshot["input"].clone()).unwrap_or_default();
+        let (org_path,): (String,) =
+            Sql::new("SELECT o.path FROM customers c JOIN orgs o ON o.id = c.org_id WHERE c.id = ")
+                .arg(*id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let defs = field_defs(
+            &mut *tx,
+            &OrgPath::parse(&org_path).expect("stored org paths are well formed"),
+        )
+        .await?;
         // the values were valid when kept; a custom field added since may be required now
-        let f = check(&input, &defs).or_else(|_| check(&CustomerInput { custom: None, ..input.clone() }, &[]))?;
+        let f = check(&input, &defs).or_else(|_| {
+            check(
+                &CustomerInput {
+                    custom: None,
+                    ..input.clone()
+                },
+                &[],
+            )
+        })?;
         let close_by = snapshot["expected_close_by"].as_str().map(str::to_string);
         write_fields(&mut tx, *id, &f, Some(close_by)).await?;
         timeline_only(&mut tx, scope, *id, "import_undone", &f.name).await?;
     }
-    Sql::new("DELETE FROM customer_import_updates WHERE import_id = ").arg(import_id).execute(&mut *tx).await?;
-    Sql::new("UPDATE customer_imports SET undone_at = ").arg(now_millis()).push(" WHERE id = ").arg(import_id).execute(&mut *tx).await?;
+    Sql::new("DELETE FROM customer_import_updates WHERE import_id = ")
+        .arg(import_id)
+        .execute(&mut *tx)
+        .await?;
+    Sql::new("UPDATE customer_imports SET undone_at = ")
+        .arg(now_millis())
+        .push(" WHERE id = ")
+        .arg(import_id)
+        .execute(&mut *tx)
+        .await?;
     let mut changes = Changes::new();
-    changes.set("removed", &ids.len()).set("restored", &updated.len());
-    audit::record(&mut *tx, scope.into(), Entry { org_path: &path, action: "undo", entity: "customer_import", entity_id: Some(import_id), summary: String::new(), changes: Some(changes) }).await?;
+    changes
+        .set("removed", &ids.len())
+        .set("restored", &updated.len());
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "undo",
+            entity: "customer_import",
+            entity_id: Some(import_id),
+            summary: String::new(),
+            changes: Some(changes),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((ids.len(), updated.len()))
 }
@@ -627,36 +893,66 @@ pub async fn undo_import(db: &Db, scope: &Scope, import_id: i64) -> Result<(usiz
 
 /// The export's columns: headers an import recognises, so that an export imports back as it was.
 const EXPORT_HEADERS: &[(&str, &str)] = &[
-    ("客户名称", "name"), ("公司名称", "company"), ("客户类型", "kind"), ("联系电话", "phone"),
-    ("电子邮箱", "email"), ("地址", "address"), ("地区", "region"), ("所属行业", "industry"),
-    ("客户来源", "source"), ("客户组", "customer_group"), ("标签", "tags"), ("重要程度", "importance"),
-    ("意向等级", "intent"), ("生日", "birthday"), ("爱好", "hobbies"), ("备注", "notes"),
-    ("客户编号", "code"), ("联系人", "contact_name"), ("职务", "contact_title"), ("部门", "contact_department"),
+    ("客户名称", "name"),
+    ("公司名称", "company"),
+    ("客户类型", "kind"),
+    ("联系电话", "phone"),
+    ("电子邮箱", "email"),
+    ("地址", "address"),
+    ("地区", "region"),
+    ("所属行业", "industry"),
+    ("客户来源", "source"),
+    ("客户组", "customer_group"),
+    ("标签", "tags"),
+    ("重要程度", "importance"),
+    ("意向等级", "intent"),
+    ("生日", "birthday"),
+    ("爱好", "hobbies"),
+    ("备注", "notes"),
+    ("客户编号", "code"),
+    ("联系人", "contact_name"),
+    ("职务", "contact_title"),
+    ("部门", "contact_department"),
 ];
 
 /// Writes every customer of the filtered list the caller may see to an xlsx workbook (phones
 /// masked as the caller sees them) and logs the export. Answers the file and the row count.
-pub async fn export_xlsx(db: &Db, scope: &Scope, filter: &CustomerFilter) -> Result<(Vec<u8>, usize)> {
+pub async fn export_xlsx(
+    db: &Db,
+    scope: &Scope,
+    filter: &CustomerFilter,
+) -> Result<(Vec<u8>, usize)> {
     require(scope, "customer.export")?;
     let defs = field_defs(&db.pool, &scope.org_path).await?;
     let mut book = rust_xlsxwriter::Workbook::new();
     let sheet = book.add_worksheet();
     let bold = rust_xlsxwriter::Format::new().set_bold();
-    let xlsx = |e: rust_xlsxwriter::XlsxError| StoreError::Database(sqlx::Error::Protocol(format!("xlsx: {e}")));
-    let headers: Vec<String> = EXPORT_HEADERS.iter().map(|(h, _)| h.to_string()).chain(defs.iter().map(|d| d.label.clone())).collect();
+    let xlsx = |e: rust_xlsxwriter::XlsxError| {
+        StoreError::Database(sqlx::Error::Protocol(format!("xlsx: {e}")))
+    };
+    let headers: Vec<String> = EXPORT_HEADERS
+        .iter()
+        .map(|(h, _)| h.to_string())
+        .chain(defs.iter().map(|d| d.label.clone()))
+        .collect();
     for (c, h) in headers.iter().enumerate() {
-        sheet.write_string_with_format(0, c as u16, h, &bold).map_err(xlsx)?;
+        sheet
+            .write_string_with_format(0, c as u16, h, &bold)
+            .map_err(xlsx)?;
     }
     let mut row: u32 = 1;
     let mut cursor: Option<String> = None;
     loop {
         let page = super::list(db, scope, filter, 500, cursor.as_deref()).await?;
         let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
-        let mut first_contact: HashMap<i64, (String, Option<String>, Option<String>)> = HashMap::new();
+        let mut first_contact: HashMap<i64, (String, Option<String>, Option<String>)> =
+            HashMap::new();
         if !ids.is_empty() {
-            let mut sql = Sql::new("SELECT customer_id, name, title, department FROM contacts WHERE ");
+            let mut sql =
+                Sql::new("SELECT customer_id, name, title, department FROM contacts WHERE ");
             sql.in_ids("customer_id", &ids).push(" ORDER BY id");
-            let contacts: Vec<(i64, String, Option<String>, Option<String>)> = sql.fetch_all(&db.pool).await?;
+            let contacts: Vec<(i64, String, Option<String>, Option<String>)> =
+                sql.fetch_all(&db.pool).await?;
             for (cid, n, t, d) in contacts {
                 first_contact.entry(cid).or_insert((n, t, d));
             }
@@ -676,7 +972,11 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, filter: &CustomerFilter) -> Res
                     "source" => c.source.clone(),
                     "customer_group" => c.customer_group.clone(),
                     "tags" => Some(c.tags.join("，")).filter(|t| !t.is_empty()),
-                    "importance" => c.importance.as_deref().and_then(Importance::parse).map(|i| i.name_zh().to_string()),
+                    "importance" => c
+                        .importance
+                        .as_deref()
+                        .and_then(Importance::parse)
+                        .map(|i| i.name_zh().to_string()),
                     "intent" => c.intent.clone(),
                     "birthday" => c.birthday.clone(),
                     "hobbies" => c.hobbies.clone(),
@@ -697,7 +997,9 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, filter: &CustomerFilter) -> Res
                 let col = (EXPORT_HEADERS.len() + j) as u16;
                 match c.custom.get(&d.code) {
                     Some(Value::Number(n)) => {
-                        sheet.write_number(row, col, n.as_f64().unwrap_or_default()).map_err(xlsx)?;
+                        sheet
+                            .write_number(row, col, n.as_f64().unwrap_or_default())
+                            .map_err(xlsx)?;
                     }
                     Some(Value::String(s)) => {
                         sheet.write_string(row, col, s).map_err(xlsx)?;
@@ -716,8 +1018,22 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, filter: &CustomerFilter) -> Res
     let count = (row - 1) as usize;
     let mut tx = db.begin().await?;
     let mut changes = Changes::new();
-    changes.set("rows", &count).set("filter", &format!("{filter:?}"));
-    audit::record(&mut *tx, scope.into(), Entry { org_path: scope.org_path.as_str(), action: "export", entity: "customer", entity_id: None, summary: format!("{count} customers"), changes: Some(changes) }).await?;
+    changes
+        .set("rows", &count)
+        .set("filter", &format!("{filter:?}"));
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: scope.org_path.as_str(),
+            action: "export",
+            entity: "customer",
+            entity_id: None,
+            summary: format!("{count} customers"),
+            changes: Some(changes),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((bytes, count))
 }
@@ -729,13 +1045,19 @@ mod tests {
     #[test]
     fn csv_quotes_and_gbk() {
         let rows = parse_csv("a,\"b,c\",\"say \"\"hi\"\"\"\r\n1,2,3\n");
-        assert_eq!(rows, vec![vec!["a", "b,c", "say \"hi\""], vec!["1", "2", "3"]]);
+        assert_eq!(
+            rows,
+            vec![vec!["a", "b,c", "say \"hi\""], vec!["1", "2", "3"]]
+        );
         let (gbk, _, _) = encoding_rs::GBK.encode("客户名称,手机\n张三,13800138000\n");
         let sheet = read_csv(&gbk).unwrap();
         assert_eq!(sheet.rows[1][0], Cell::Text("张三".into()));
         assert_eq!(column_letter(0), "A");
         assert_eq!(column_letter(27), "AB");
-        assert_eq!(Cell::Number(13800138000.0).text().as_deref(), Some("13800138000"));
+        assert_eq!(
+            Cell::Number(13800138000.0).text().as_deref(),
+            Some("13800138000")
+        );
         assert_eq!(Cell::Date(45658.0).text().as_deref(), Some("2025-01-01"));
     }
 }

@@ -388,7 +388,11 @@ fn check(input: &CustomerInput, defs: &[FieldDef]) -> Result<Fields, Invalid> {
         }
     }
     if tags.len() > 20 {
-        return Err(Invalid::new("tags", "too_many", "a customer has at most 20 tags"));
+        return Err(Invalid::new(
+            "tags",
+            "too_many",
+            "a customer has at most 20 tags",
+        ));
     }
     let blacklisted = input.blacklisted.unwrap_or(false);
     let blacklist_reason = text("blacklist_reason", &input.blacklist_reason, 200)?;
@@ -435,7 +439,10 @@ fn check(input: &CustomerInput, defs: &[FieldDef]) -> Result<Fields, Invalid> {
     })
 }
 
-fn check_custom(values: Option<&Map<String, Value>>, defs: &[FieldDef]) -> Result<Map<String, Value>, Invalid> {
+fn check_custom(
+    values: Option<&Map<String, Value>>,
+    defs: &[FieldDef],
+) -> Result<Map<String, Value>, Invalid> {
     let empty = Map::new();
     let values = values.unwrap_or(&empty);
     if let Some(unknown) = values.keys().find(|k| !defs.iter().any(|d| &d.code == *k)) {
@@ -506,11 +513,17 @@ async fn row_for<'e, E: Executor<'e, Database = Any>>(
 }
 
 /// A customer the caller may change, read inside the write transaction.
-async fn editable(tx: &mut Transaction<'static, Any>, scope: &Scope, id: i64) -> Result<CustomerRow> {
+async fn editable(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    id: i64,
+) -> Result<CustomerRow> {
     require(scope, "customer.edit")?;
     match row_for(&mut **tx, scope, "customer.edit", id).await {
         // seen but not editable is a missing permission; not seen at all stays a 404
-        Err(StoreError::NotFound) if row_for(&mut **tx, scope, "customer.view", id).await.is_ok() => {
+        Err(StoreError::NotFound)
+            if row_for(&mut **tx, scope, "customer.view", id).await.is_ok() =>
+        {
             Err(StoreError::Forbidden("customer.edit"))
         }
         other => other,
@@ -587,10 +600,11 @@ async fn reindex(tx: &mut Transaction<'static, Any>, customer_id: i64) -> Result
         src.names.push(n);
     }
     let mut phones: Vec<String> = Vec::new();
-    for p in phone
-        .iter()
-        .chain(contacts.iter().flat_map(|(_, p, m)| p.iter().chain(m.iter())))
-    {
+    for p in phone.iter().chain(
+        contacts
+            .iter()
+            .flat_map(|(_, p, m)| p.iter().chain(m.iter())),
+    ) {
         if let Ok(parsed) = Phone::parse("phone", p) {
             phones.push(parsed.digits);
         }
@@ -611,8 +625,20 @@ async fn reindex(tx: &mut Transaction<'static, Any>, customer_id: i64) -> Result
             .execute(&mut **tx)
             .await?;
     }
-    insert_pairs(tx, "customer_terms (term, customer_id)", &terms, customer_id).await?;
-    insert_pairs(tx, "customer_phones (digits, customer_id)", &phones, customer_id).await
+    insert_pairs(
+        tx,
+        "customer_terms (term, customer_id)",
+        &terms,
+        customer_id,
+    )
+    .await?;
+    insert_pairs(
+        tx,
+        "customer_phones (digits, customer_id)",
+        &phones,
+        customer_id,
+    )
+    .await
 }
 
 /// Inserts (value, customer_id) rows, a few hundred per statement.
@@ -635,7 +661,11 @@ async fn insert_pairs(
     Ok(())
 }
 
-async fn set_tags(tx: &mut Transaction<'static, Any>, customer_id: i64, tags: &[String]) -> Result<()> {
+async fn set_tags(
+    tx: &mut Transaction<'static, Any>,
+    customer_id: i64,
+    tags: &[String],
+) -> Result<()> {
     Sql::new("DELETE FROM customer_tags WHERE customer_id = ")
         .arg(customer_id)
         .execute(&mut **tx)
@@ -646,8 +676,12 @@ async fn set_tags(tx: &mut Transaction<'static, Any>, customer_id: i64, tags: &[
 // ---------------------------------------------------------------- custom fields
 
 /// The custom fields in force for customers of an org: its own and its ancestors'.
-async fn field_defs<'e, E: Executor<'e, Database = Any>>(ex: E, path: &OrgPath) -> Result<Vec<FieldDef>> {
-    let mut sql = Sql::new("SELECT code, label, kind, choices, required FROM customer_fields WHERE ");
+async fn field_defs<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    path: &OrgPath,
+) -> Result<Vec<FieldDef>> {
+    let mut sql =
+        Sql::new("SELECT code, label, kind, choices, required FROM customer_fields WHERE ");
     sql.in_ids("org_id", &path.ids()).push(" ORDER BY id");
     let rows: Vec<(String, String, String, String, i64)> = sql.fetch_all(ex).await?;
     Ok(rows
@@ -678,7 +712,12 @@ pub struct CustomField {
 }
 
 /// Defines a custom field for the customers of an org and its subtree.
-pub async fn create_field(db: &Db, scope: &Scope, org_id: i64, def: FieldDef) -> Result<CustomField> {
+pub async fn create_field(
+    db: &Db,
+    scope: &Scope,
+    org_id: i64,
+    def: FieldDef,
+) -> Result<CustomField> {
     require(scope, "settings.manage")?;
     def.validate()?;
     let mut tx = db.begin().await?;
@@ -702,7 +741,10 @@ pub async fn create_field(db: &Db, scope: &Scope, org_id: i64, def: FieldDef) ->
         .await
         .map_err(|e| e.unique(&["code"]))?;
     let mut changes = Changes::new();
-    changes.set("code", &def.code).set("kind", &def.kind.code()).set("required", &def.required);
+    changes
+        .set("code", &def.code)
+        .set("kind", &def.kind.code())
+        .set("required", &def.required);
     audit::record(
         &mut *tx,
         scope.into(),
@@ -733,21 +775,26 @@ pub async fn fields(db: &Db, scope: &Scope, org_id: i64) -> Result<Vec<CustomFie
     require(scope, "customer.view")?;
     let mut tx = db.read().await?;
     let path = org_within(&mut tx, scope, "customer.view", org_id).await?;
-    let mut sql = Sql::new("SELECT id, org_id, code, label, kind, choices, required FROM customer_fields WHERE ");
+    let mut sql = Sql::new(
+        "SELECT id, org_id, code, label, kind, choices, required FROM customer_fields WHERE ",
+    );
     sql.in_ids("org_id", &path.ids()).push(" ORDER BY id");
-    let rows: Vec<(i64, i64, String, String, String, String, i64)> = sql.fetch_all(&mut *tx).await?;
+    let rows: Vec<(i64, i64, String, String, String, String, i64)> =
+        sql.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(rows
         .into_iter()
-        .map(|(id, org_id, code, label, kind, choices, required)| CustomField {
-            id,
-            org_id,
-            code,
-            label,
-            kind,
-            choices: serde_json::from_str(&choices).unwrap_or_default(),
-            required: required != 0,
-        })
+        .map(
+            |(id, org_id, code, label, kind, choices, required)| CustomField {
+                id,
+                org_id,
+                code,
+                label,
+                kind,
+                choices: serde_json::from_str(&choices).unwrap_or_default(),
+                required: required != 0,
+            },
+        )
         .collect())
 }
 
@@ -759,10 +806,16 @@ async fn org_within(
     org_id: i64,
 ) -> Result<OrgPath> {
     let mut sql = Sql::new("SELECT path FROM orgs WHERE id = ");
-    sql.arg(org_id).push(" AND ").reach("path", &scope.reach(permission));
+    sql.arg(org_id)
+        .push(" AND ")
+        .reach("path", &scope.reach(permission));
     let found: Option<(String,)> = sql.fetch_optional(&mut **tx).await?;
     let (path,) = found.ok_or_else(|| {
-        Invalid::new("org_id", "unknown_org", format!("there is no org {org_id} within your reach"))
+        Invalid::new(
+            "org_id",
+            "unknown_org",
+            format!("there is no org {org_id} within your reach"),
+        )
     })?;
     Ok(OrgPath::parse(&path).expect("stored org paths are well formed"))
 }
@@ -784,15 +837,22 @@ async fn owner_in_reach(
     scope: &Scope,
     owner_id: i64,
 ) -> Result<OrgPath> {
-    let mut sql = Sql::new("SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.enabled = 1 AND u.id = ");
+    let mut sql = Sql::new(
+        "SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.enabled = 1 AND u.id = ",
+    );
     sql.arg(owner_id);
     if owner_id != scope.user_id {
         require(scope, "customer.assign")?;
-        sql.push(" AND ").reach("o.path", &scope.reach("customer.assign"));
+        sql.push(" AND ")
+            .reach("o.path", &scope.reach("customer.assign"));
     }
     let found: Option<(String,)> = sql.fetch_optional(&mut **tx).await?;
     let (path,) = found.ok_or_else(|| {
-        Invalid::new("owner_id", "unknown_owner", format!("there is no rep {owner_id} you may give customers to"))
+        Invalid::new(
+            "owner_id",
+            "unknown_owner",
+            format!("there is no rep {owner_id} you may give customers to"),
+        )
     })?;
     Ok(OrgPath::parse(&path).expect("stored org paths are well formed"))
 }
@@ -819,8 +879,20 @@ pub async fn create(db: &Db, scope: &Scope, new: NewCustomer) -> Result<Created>
     let duplicates = duplicates_of(&mut tx, scope, &fields, None).await?;
     let id = insert(&mut tx, scope, org_id, owner_id, &fields, None).await?;
     let mut changes = Changes::new();
-    changes.set("name", &fields.name).set("kind", &fields.kind.code()).set("owner_id", &owner_id);
-    event(&mut tx, scope, id, path.as_str(), "create", fields.name.clone(), Some(changes)).await?;
+    changes
+        .set("name", &fields.name)
+        .set("kind", &fields.kind.code())
+        .set("owner_id", &owner_id);
+    event(
+        &mut tx,
+        scope,
+        id,
+        path.as_str(),
+        "create",
+        fields.name.clone(),
+        Some(changes),
+    )
+    .await?;
     // read without the view condition: one may make a customer for a rep whose customers one cannot see
     let row: CustomerRow = Sql::new(&format!("{CUSTOMER_SELECT} WHERE c.id = "))
         .arg(id)
@@ -844,7 +916,8 @@ async fn insert(
 ) -> Result<i64> {
     let now = now_millis();
     let mut sql = Sql::new("INSERT INTO customers (org_id, owner_id, pool_since, name_company_key, search_text, last_touched_at, import_id, created_by, created_at, updated_at, ");
-    sql.push(FIELD_COLUMNS).push(") VALUES (")
+    sql.push(FIELD_COLUMNS)
+        .push(") VALUES (")
         .arg(org_id)
         .push(", ")
         .arg(owner_id)
@@ -881,29 +954,52 @@ fn push_field_values(sql: &mut Sql, f: &Fields, kept_close_by: Option<Option<Str
             .and_then(|i| i.expected_close_by(today()))
             .map(|d| d.format("%Y-%m-%d").to_string())
     });
-    sql.arg(f.kind.code()).push(", ")
-        .arg(f.is_company).push(", ")
-        .arg(&f.name).push(", ")
-        .arg(f.company.clone()).push(", ")
-        .arg(f.code.clone()).push(", ")
-        .arg(f.phone.as_ref().map(|p| p.text.clone())).push(", ")
-        .arg(f.email.clone()).push(", ")
-        .arg(f.address.clone()).push(", ")
-        .arg(f.region.clone()).push(", ")
-        .arg(f.industry.clone()).push(", ")
-        .arg(f.source.clone()).push(", ")
-        .arg(f.customer_group.clone()).push(", ")
-        .arg(serde_json::to_string(&f.tags).expect("strings serialise")).push(", ")
-        .arg(f.importance.map(|i| i.code())).push(", ")
-        .arg(f.intent.map(|i| i.code())).push(", ")
-        .arg(close_by).push(", ")
-        .arg(f.hobbies.clone()).push(", ")
-        .arg(f.birthday.map(|d| d.format("%Y-%m-%d").to_string())).push(", ")
-        .arg(f.birthday.map(|d| d.format("%m-%d").to_string())).push(", ")
-        .arg(f.birthday_reminder).push(", ")
-        .arg(f.notes.clone()).push(", ")
-        .arg(f.blacklisted).push(", ")
-        .arg(f.blacklist_reason.clone()).push(", ")
+    sql.arg(f.kind.code())
+        .push(", ")
+        .arg(f.is_company)
+        .push(", ")
+        .arg(&f.name)
+        .push(", ")
+        .arg(f.company.clone())
+        .push(", ")
+        .arg(f.code.clone())
+        .push(", ")
+        .arg(f.phone.as_ref().map(|p| p.text.clone()))
+        .push(", ")
+        .arg(f.email.clone())
+        .push(", ")
+        .arg(f.address.clone())
+        .push(", ")
+        .arg(f.region.clone())
+        .push(", ")
+        .arg(f.industry.clone())
+        .push(", ")
+        .arg(f.source.clone())
+        .push(", ")
+        .arg(f.customer_group.clone())
+        .push(", ")
+        .arg(serde_json::to_string(&f.tags).expect("strings serialise"))
+        .push(", ")
+        .arg(f.importance.map(|i| i.code()))
+        .push(", ")
+        .arg(f.intent.map(|i| i.code()))
+        .push(", ")
+        .arg(close_by)
+        .push(", ")
+        .arg(f.hobbies.clone())
+        .push(", ")
+        .arg(f.birthday.map(|d| d.format("%Y-%m-%d").to_string()))
+        .push(", ")
+        .arg(f.birthday.map(|d| d.format("%m-%d").to_string()))
+        .push(", ")
+        .arg(f.birthday_reminder)
+        .push(", ")
+        .arg(f.notes.clone())
+        .push(", ")
+        .arg(f.blacklisted)
+        .push(", ")
+        .arg(f.blacklist_reason.clone())
+        .push(", ")
         .arg(Value::Object(f.custom.clone()).to_string());
 }
 
@@ -959,7 +1055,8 @@ pub async fn get(db: &Db, scope: &Scope, id: i64) -> Result<Customer> {
     require(scope, "customer.view")?;
     let mut tx = db.read().await?;
     let row = row_for(&mut *tx, scope, "customer.view", id).await?;
-    let can_edit = scope.has("customer.edit") && row_for(&mut *tx, scope, "customer.edit", id).await.is_ok();
+    let can_edit =
+        scope.has("customer.edit") && row_for(&mut *tx, scope, "customer.edit", id).await.is_ok();
     let contacts: Vec<Contact> = Sql::new(&format!("{CONTACT_SELECT} WHERE customer_id = "))
         .arg(id)
         .push(" ORDER BY id")
@@ -967,7 +1064,12 @@ pub async fn get(db: &Db, scope: &Scope, id: i64) -> Result<Customer> {
         .await?;
     tx.commit().await?;
     let mut c = row.shown(scope);
-    c.contacts = Some(contacts.into_iter().map(|k| shown_contact(scope, k)).collect());
+    c.contacts = Some(
+        contacts
+            .into_iter()
+            .map(|k| shown_contact(scope, k))
+            .collect(),
+    );
     c.can_edit = Some(can_edit);
     Ok(c)
 }
@@ -1040,12 +1142,20 @@ pub async fn list(
     push_filter(db, scope, &mut sql, filter).await?;
     let after = crate::db::decode_cursor(cursor)?;
     let bad_cursor = || -> StoreError {
-        Invalid::new("cursor", "invalid_cursor", "the cursor is not one this server made").into()
+        Invalid::new(
+            "cursor",
+            "invalid_cursor",
+            "the cursor is not one this server made",
+        )
+        .into()
     };
     let (value, after_id) = match &after {
         Some(a) => {
             let (v, id) = a.rsplit_once('|').ok_or_else(bad_cursor)?;
-            (Some(v.to_string()), Some(id.parse::<i64>().map_err(|_| bad_cursor())?))
+            (
+                Some(v.to_string()),
+                Some(id.parse::<i64>().map_err(|_| bad_cursor())?),
+            )
         }
         None => (None, None),
     };
@@ -1054,11 +1164,23 @@ pub async fn list(
             sql.push(" AND c.id < ").arg(id);
         }
         (Sort::Name, Some(v), Some(id)) => {
-            sql.push(" AND (c.name > ").arg(v.clone()).push(" OR (c.name = ").arg(v).push(" AND c.id > ").arg(id).push("))");
+            sql.push(" AND (c.name > ")
+                .arg(v.clone())
+                .push(" OR (c.name = ")
+                .arg(v)
+                .push(" AND c.id > ")
+                .arg(id)
+                .push("))");
         }
         (Sort::Updated, Some(v), Some(id)) => {
             let v: i64 = v.parse().map_err(|_| bad_cursor())?;
-            sql.push(" AND (c.updated_at < ").arg(v).push(" OR (c.updated_at = ").arg(v).push(" AND c.id < ").arg(id).push("))");
+            sql.push(" AND (c.updated_at < ")
+                .arg(v)
+                .push(" OR (c.updated_at = ")
+                .arg(v)
+                .push(" AND c.id < ")
+                .arg(id)
+                .push("))");
         }
         _ => {}
     }
@@ -1091,11 +1213,14 @@ async fn push_filter(db: &Db, scope: &Scope, sql: &mut Sql, f: &CustomerFilter) 
             .arg(hi)
             .push(")");
         if let Some(full) = full {
-            sql.push(" AND c.search_text LIKE ").arg(format!("%{}%", like_escape(&full))).push(" ESCAPE '\\'");
+            sql.push(" AND c.search_text LIKE ")
+                .arg(format!("%{}%", like_escape(&full)))
+                .push(" ESCAPE '\\'");
         }
     }
     if let Some(k) = &f.kind {
-        sql.push(" AND c.kind = ").arg(CustomerKind::parse_field("kind", k)?.code());
+        sql.push(" AND c.kind = ")
+            .arg(CustomerKind::parse_field("kind", k)?.code());
     }
     if let Some(o) = f.owner_id {
         sql.push(" AND c.owner_id = ").arg(o);
@@ -1110,16 +1235,26 @@ async fn push_filter(db: &Db, scope: &Scope, sql: &mut Sql, f: &CustomerFilter) 
         None => {}
     }
     if let Some(org_id) = f.org_id {
-        crate::db::only_under(db, sql, &scope.reach_any(&["customer.view", "org.view"]), org_id).await?;
+        crate::db::only_under(
+            db,
+            sql,
+            &scope.reach_any(&["customer.view", "org.view"]),
+            org_id,
+        )
+        .await?;
     }
     if let Some(i) = &f.importance {
-        sql.push(" AND c.importance = ").arg(Importance::parse_field("importance", i)?.code());
+        sql.push(" AND c.importance = ")
+            .arg(Importance::parse_field("importance", i)?.code());
     }
     if let Some(i) = &f.intent {
-        sql.push(" AND c.intent = ").arg(Intent::parse_field("intent", i)?.code());
+        sql.push(" AND c.intent = ")
+            .arg(Intent::parse_field("intent", i)?.code());
     }
     if let Some(t) = &f.tag {
-        sql.push(" AND c.id IN (SELECT customer_id FROM customer_tags WHERE tag = ").arg(t.trim()).push(")");
+        sql.push(" AND c.id IN (SELECT customer_id FROM customer_tags WHERE tag = ")
+            .arg(t.trim())
+            .push(")");
     }
     if let Some(g) = &f.customer_group {
         sql.push(" AND c.customer_group = ").arg(g.trim());
@@ -1132,7 +1267,8 @@ async fn push_filter(db: &Db, scope: &Scope, sql: &mut Sql, f: &CustomerFilter) 
     }
     if let Some(d) = &f.follow_up_due_by {
         let d = rules::date("follow_up_due_by", d)?;
-        sql.push(" AND c.next_follow_up_on <= ").arg(d.format("%Y-%m-%d").to_string());
+        sql.push(" AND c.next_follow_up_on <= ")
+            .arg(d.format("%Y-%m-%d").to_string());
     }
     if let Some(t) = f.created_from {
         sql.push(" AND c.created_at >= ").arg(t);
@@ -1148,13 +1284,26 @@ async fn push_filter(db: &Db, scope: &Scope, sql: &mut Sql, f: &CustomerFilter) 
 
 /// A condition on a custom field. Its values live in the customer's JSON text, read with each
 /// backend's own JSON operator (the one place the two differ here).
-fn push_custom_condition(sql: &mut Sql, backend: crate::Backend, code: &str, op: &str, value: &str) -> Result<()> {
+fn push_custom_condition(
+    sql: &mut Sql,
+    backend: crate::Backend,
+    code: &str,
+    op: &str,
+    value: &str,
+) -> Result<()> {
     validate::code("custom", code, 32)?;
     let cmp = match op {
         "eq" => "=",
         "gte" => ">=",
         "lte" => "<=",
-        _ => return Err(Invalid::new("custom", "invalid_choice", "a custom condition's operator is eq, gte or lte").into()),
+        _ => {
+            return Err(Invalid::new(
+                "custom",
+                "invalid_choice",
+                "a custom condition's operator is eq, gte or lte",
+            )
+            .into())
+        }
     };
     // the code was checked to be letters, digits, '-', '_' and '.', so it is safe inside quotes
     let column = match backend {
@@ -1163,17 +1312,29 @@ fn push_custom_condition(sql: &mut Sql, backend: crate::Backend, code: &str, op:
     };
     match value.parse::<f64>() {
         Ok(n) if op != "eq" => {
-            sql.push(" AND CAST(").push(&column).push(" AS REAL) ").push(cmp).push(" ").arg(n);
+            sql.push(" AND CAST(")
+                .push(&column)
+                .push(" AS REAL) ")
+                .push(cmp)
+                .push(" ")
+                .arg(n);
         }
         _ => {
-            sql.push(" AND ").push(&column).push(" ").push(cmp).push(" ").arg(value.to_string());
+            sql.push(" AND ")
+                .push(&column)
+                .push(" ")
+                .push(cmp)
+                .push(" ")
+                .arg(value.to_string());
         }
     }
     Ok(())
 }
 
 fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 // ---------------------------------------------------------------- update
@@ -1192,7 +1353,10 @@ pub async fn update(db: &Db, scope: &Scope, id: i64, patch: CustomerInput) -> Re
     sql.push(FIELD_COLUMNS).push(") = (");
     push_field_values(&mut sql, &after, kept_close_by);
     sql.push("), name_company_key = ")
-        .arg(rules::name_company_key(&after.name, after.company.as_deref()))
+        .arg(rules::name_company_key(
+            &after.name,
+            after.company.as_deref(),
+        ))
         .push(", updated_at = ")
         .arg(now_millis())
         .push(" WHERE id = ")
@@ -1202,8 +1366,21 @@ pub async fn update(db: &Db, scope: &Scope, id: i64, patch: CustomerInput) -> Re
     reindex(&mut tx, id).await?;
     let changes = field_changes(&before.as_input(), &input);
     // lead → customer, customer ↔ agent: a conversion, kept as such on the timeline
-    let action = if before.kind != after.kind.code() { "convert" } else { "update" };
-    event(&mut tx, scope, id, &before.org_path, action, after.name.clone(), Some(changes)).await?;
+    let action = if before.kind != after.kind.code() {
+        "convert"
+    } else {
+        "update"
+    };
+    event(
+        &mut tx,
+        scope,
+        id,
+        &before.org_path,
+        action,
+        after.name.clone(),
+        Some(changes),
+    )
+    .await?;
     let row = row_for(&mut *tx, scope, "customer.view", id).await?;
     tx.commit().await?;
     Ok(row.shown(scope))
@@ -1287,16 +1464,24 @@ struct ContactFields {
 
 fn check_contact(c: &ContactInput) -> Result<ContactFields, Invalid> {
     let phone_of = |field: &str, v: &Option<String>| -> Result<Option<String>, Invalid> {
-        text(field, v, 40)?.map(|p| Phone::parse(field, &p).map(|p| p.text)).transpose()
+        text(field, v, 40)?
+            .map(|p| Phone::parse(field, &p).map(|p| p.text))
+            .transpose()
     };
     if c.approx_age.is_some_and(|a| !(1..=120).contains(&a)) {
-        return Err(Invalid::new("approx_age", "out_of_range", "approx_age must be between 1 and 120"));
+        return Err(Invalid::new(
+            "approx_age",
+            "out_of_range",
+            "approx_age must be between 1 and 120",
+        ));
     }
     let mut dates = Vec::new();
     for d in c.important_dates.iter().flatten() {
         dates.push(ImportantDate {
             label: validate::required_text("important_dates", &d.label, 30)?,
-            date: rules::date("important_dates", &d.date)?.format("%Y-%m-%d").to_string(),
+            date: rules::date("important_dates", &d.date)?
+                .format("%Y-%m-%d")
+                .to_string(),
         });
     }
     Ok(ContactFields {
@@ -1309,7 +1494,9 @@ fn check_contact(c: &ContactInput) -> Result<ContactFields, Invalid> {
         approx_age: c.approx_age,
         phone: phone_of("phone", &c.phone)?,
         mobile: phone_of("mobile", &c.mobile)?,
-        email: text("email", &c.email, 254)?.map(|e| validate::email("email", &e)).transpose()?,
+        email: text("email", &c.email, 254)?
+            .map(|e| validate::email("email", &e))
+            .transpose()?,
         birthday: text("birthday", &c.birthday, 20)?
             .map(|b| rules::date("birthday", &b).map(|d| d.format("%Y-%m-%d").to_string()))
             .transpose()?,
@@ -1319,28 +1506,50 @@ fn check_contact(c: &ContactInput) -> Result<ContactFields, Invalid> {
 }
 
 fn contact_values(sql: &mut Sql, f: &ContactFields) {
-    sql.arg(&f.name).push(", ")
-        .arg(f.department.clone()).push(", ")
-        .arg(f.title.clone()).push(", ")
-        .arg(f.gender).push(", ")
-        .arg(f.approx_age).push(", ")
-        .arg(f.phone.clone()).push(", ")
-        .arg(f.mobile.clone()).push(", ")
-        .arg(f.email.clone()).push(", ")
-        .arg(f.birthday.clone()).push(", ")
-        .arg(&f.important_dates).push(", ")
+    sql.arg(&f.name)
+        .push(", ")
+        .arg(f.department.clone())
+        .push(", ")
+        .arg(f.title.clone())
+        .push(", ")
+        .arg(f.gender)
+        .push(", ")
+        .arg(f.approx_age)
+        .push(", ")
+        .arg(f.phone.clone())
+        .push(", ")
+        .arg(f.mobile.clone())
+        .push(", ")
+        .arg(f.email.clone())
+        .push(", ")
+        .arg(f.birthday.clone())
+        .push(", ")
+        .arg(&f.important_dates)
+        .push(", ")
         .arg(f.notes.clone());
 }
 
 const CONTACT_COLUMNS: &str = "name, department, title, gender, approx_age, phone, mobile, email, birthday, important_dates, notes";
 
-pub async fn add_contact(db: &Db, scope: &Scope, customer_id: i64, input: ContactInput) -> Result<Contact> {
+pub async fn add_contact(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    input: ContactInput,
+) -> Result<Contact> {
     let mut tx = db.begin().await?;
     let customer = editable(&mut tx, scope, customer_id).await?;
     let f = check_contact(&input)?;
     let now = now_millis();
     let mut sql = Sql::new("INSERT INTO contacts (customer_id, created_at, updated_at, ");
-    sql.push(CONTACT_COLUMNS).push(") VALUES (").arg(customer_id).push(", ").arg(now).push(", ").arg(now).push(", ");
+    sql.push(CONTACT_COLUMNS)
+        .push(") VALUES (")
+        .arg(customer_id)
+        .push(", ")
+        .arg(now)
+        .push(", ")
+        .arg(now)
+        .push(", ");
     contact_values(&mut sql, &f);
     sql.push(") RETURNING id");
     let id = sql.fetch_i64(&mut *tx).await?;
@@ -1348,13 +1557,31 @@ pub async fn add_contact(db: &Db, scope: &Scope, customer_id: i64, input: Contac
     reindex(&mut tx, customer_id).await?;
     let mut changes = Changes::new();
     changes.set("contact", &f.name);
-    event(&mut tx, scope, customer_id, &customer.org_path, "add_contact", f.name.clone(), Some(changes)).await?;
-    let c: Contact = Sql::new(&format!("{CONTACT_SELECT} WHERE id = ")).arg(id).fetch_one(&mut *tx).await?;
+    event(
+        &mut tx,
+        scope,
+        customer_id,
+        &customer.org_path,
+        "add_contact",
+        f.name.clone(),
+        Some(changes),
+    )
+    .await?;
+    let c: Contact = Sql::new(&format!("{CONTACT_SELECT} WHERE id = "))
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(shown_contact(scope, c))
 }
 
-pub async fn update_contact(db: &Db, scope: &Scope, customer_id: i64, contact_id: i64, patch: ContactInput) -> Result<Contact> {
+pub async fn update_contact(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    contact_id: i64,
+    patch: ContactInput,
+) -> Result<Contact> {
     let mut tx = db.begin().await?;
     let customer = editable(&mut tx, scope, customer_id).await?;
     let before: Contact = Sql::new(&format!("{CONTACT_SELECT} WHERE id = "))
@@ -1373,14 +1600,19 @@ pub async fn update_contact(db: &Db, scope: &Scope, customer_id: i64, contact_id
         mobile: patch.mobile.or(before.mobile.clone()),
         email: patch.email.or(before.email.clone()),
         birthday: patch.birthday.or(before.birthday.clone()),
-        important_dates: patch.important_dates.or_else(|| serde_json::from_str(&before.important_dates).ok()),
+        important_dates: patch
+            .important_dates
+            .or_else(|| serde_json::from_str(&before.important_dates).ok()),
         notes: patch.notes.or(before.notes.clone()),
     };
     let f = check_contact(&merged)?;
     let mut sql = Sql::new("UPDATE contacts SET (");
     sql.push(CONTACT_COLUMNS).push(") = (");
     contact_values(&mut sql, &f);
-    sql.push("), updated_at = ").arg(now_millis()).push(" WHERE id = ").arg(contact_id);
+    sql.push("), updated_at = ")
+        .arg(now_millis())
+        .push(" WHERE id = ")
+        .arg(contact_id);
     sql.execute(&mut *tx).await?;
     reindex(&mut tx, customer_id).await?;
     let mut changes = Changes::new();
@@ -1391,13 +1623,30 @@ pub async fn update_contact(db: &Db, scope: &Scope, customer_id: i64, contact_id
         .field("title", &before.title, &f.title)
         .field("department", &before.department, &f.department)
         .field("email", &before.email, &f.email);
-    event(&mut tx, scope, customer_id, &customer.org_path, "update_contact", f.name.clone(), Some(changes)).await?;
-    let c: Contact = Sql::new(&format!("{CONTACT_SELECT} WHERE id = ")).arg(contact_id).fetch_one(&mut *tx).await?;
+    event(
+        &mut tx,
+        scope,
+        customer_id,
+        &customer.org_path,
+        "update_contact",
+        f.name.clone(),
+        Some(changes),
+    )
+    .await?;
+    let c: Contact = Sql::new(&format!("{CONTACT_SELECT} WHERE id = "))
+        .arg(contact_id)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(shown_contact(scope, c))
 }
 
-pub async fn delete_contact(db: &Db, scope: &Scope, customer_id: i64, contact_id: i64) -> Result<()> {
+pub async fn delete_contact(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    contact_id: i64,
+) -> Result<()> {
     let mut tx = db.begin().await?;
     let customer = editable(&mut tx, scope, customer_id).await?;
     let (name,): (String,) = Sql::new("SELECT name FROM contacts WHERE id = ")
@@ -1406,12 +1655,27 @@ pub async fn delete_contact(db: &Db, scope: &Scope, customer_id: i64, contact_id
         .arg(customer_id)
         .fetch_one(&mut *tx)
         .await?;
-    Sql::new("UPDATE activities SET contact_id = NULL WHERE contact_id = ").arg(contact_id).execute(&mut *tx).await?;
-    Sql::new("DELETE FROM contacts WHERE id = ").arg(contact_id).execute(&mut *tx).await?;
+    Sql::new("UPDATE activities SET contact_id = NULL WHERE contact_id = ")
+        .arg(contact_id)
+        .execute(&mut *tx)
+        .await?;
+    Sql::new("DELETE FROM contacts WHERE id = ")
+        .arg(contact_id)
+        .execute(&mut *tx)
+        .await?;
     reindex(&mut tx, customer_id).await?;
     let mut changes = Changes::new();
     changes.field("contact", &Some(name.clone()), &None::<String>);
-    event(&mut tx, scope, customer_id, &customer.org_path, "delete_contact", name, Some(changes)).await?;
+    event(
+        &mut tx,
+        scope,
+        customer_id,
+        &customer.org_path,
+        "delete_contact",
+        name,
+        Some(changes),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -1447,7 +1711,12 @@ pub struct NewActivity {
 }
 
 /// Records a follow-up (沟通记录); it restarts the pool clock and sets the next follow-up date.
-pub async fn add_activity(db: &Db, scope: &Scope, customer_id: i64, new: NewActivity) -> Result<Activity> {
+pub async fn add_activity(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    new: NewActivity,
+) -> Result<Activity> {
     let kind = ActivityKind::parse_field("kind", &new.kind)?;
     let content = validate::required_text("content", &new.content, 2000)?;
     let next = validate::optional_text("next_follow_up_on", new.next_follow_up_on.as_deref(), 20)?
@@ -1456,7 +1725,12 @@ pub async fn add_activity(db: &Db, scope: &Scope, customer_id: i64, new: NewActi
     let now = now_millis();
     let happened_at = new.happened_at.unwrap_or(now);
     if happened_at > now + 60_000 {
-        return Err(Invalid::new("happened_at", "in_future", "a follow-up record cannot lie in the future").into());
+        return Err(Invalid::new(
+            "happened_at",
+            "in_future",
+            "a follow-up record cannot lie in the future",
+        )
+        .into());
     }
     let mut tx = db.begin().await?;
     let customer = editable(&mut tx, scope, customer_id).await?;
@@ -1468,7 +1742,12 @@ pub async fn add_activity(db: &Db, scope: &Scope, customer_id: i64, new: NewActi
             .fetch_optional(&mut *tx)
             .await?;
         if found.is_none() {
-            return Err(Invalid::new("contact_id", "unknown_contact", "the contact is not one of this customer's").into());
+            return Err(Invalid::new(
+                "contact_id",
+                "unknown_contact",
+                "the contact is not one of this customer's",
+            )
+            .into());
         }
     }
     let id = Sql::new("INSERT INTO activities (customer_id, contact_id, user_id, kind, content, happened_at, next_follow_up_on, created_at) VALUES (")
@@ -1507,7 +1786,10 @@ pub async fn add_activity(db: &Db, scope: &Scope, customer_id: i64, new: NewActi
         },
     )
     .await?;
-    let a: Activity = Sql::new(&format!("{ACTIVITY_SELECT} WHERE a.id = ")).arg(id).fetch_one(&mut *tx).await?;
+    let a: Activity = Sql::new(&format!("{ACTIVITY_SELECT} WHERE a.id = "))
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(a)
 }
@@ -1545,7 +1827,12 @@ pub struct TimelineItem {
 }
 
 /// Follow-ups and changes in one stream, newest first (at most `limit` of each kind).
-pub async fn timeline(db: &Db, scope: &Scope, customer_id: i64, limit: i64) -> Result<Vec<TimelineItem>> {
+pub async fn timeline(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    limit: i64,
+) -> Result<Vec<TimelineItem>> {
     require(scope, "customer.view")?;
     let mut tx = db.read().await?;
     row_for(&mut *tx, scope, "customer.view", customer_id).await?;
@@ -1555,13 +1842,14 @@ pub async fn timeline(db: &Db, scope: &Scope, customer_id: i64, limit: i64) -> R
         .arg(limit)
         .fetch_all(&mut *tx)
         .await?;
-    let events: Vec<(i64, String, String, String, Option<String>)> =
-        Sql::new("SELECT at, username, action, summary, changes FROM customer_events WHERE customer_id = ")
-            .arg(customer_id)
-            .push(" ORDER BY id DESC LIMIT ")
-            .arg(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+    let events: Vec<(i64, String, String, String, Option<String>)> = Sql::new(
+        "SELECT at, username, action, summary, changes FROM customer_events WHERE customer_id = ",
+    )
+    .arg(customer_id)
+    .push(" ORDER BY id DESC LIMIT ")
+    .arg(limit)
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     let mut items: Vec<TimelineItem> = activities
         .into_iter()
@@ -1574,17 +1862,23 @@ pub async fn timeline(db: &Db, scope: &Scope, customer_id: i64, limit: i64) -> R
             changes: None,
             next_follow_up_on: a.next_follow_up_on,
         })
-        .chain(events.into_iter().map(|(at, username, action, summary, changes)| TimelineItem {
-            kind: "event".into(),
-            at,
-            action,
-            user_name: Some(username),
-            summary,
-            changes: changes.and_then(|c| serde_json::from_str(&c).ok()).map(|c| mask_changes(scope, c)),
-            next_follow_up_on: None,
-        }))
+        .chain(
+            events
+                .into_iter()
+                .map(|(at, username, action, summary, changes)| TimelineItem {
+                    kind: "event".into(),
+                    at,
+                    action,
+                    user_name: Some(username),
+                    summary,
+                    changes: changes
+                        .and_then(|c| serde_json::from_str(&c).ok())
+                        .map(|c| mask_changes(scope, c)),
+                    next_follow_up_on: None,
+                }),
+        )
         .collect();
-    items.sort_by(|a, b| b.at.cmp(&a.at));
+    items.sort_by_key(|i| std::cmp::Reverse(i.at));
     Ok(items)
 }
 
@@ -1612,17 +1906,33 @@ fn mask_changes(scope: &Scope, mut changes: Value) -> Value {
 pub async fn assign(db: &Db, scope: &Scope, ids: &[i64], owner_id: i64) -> Result<usize> {
     require(scope, "customer.assign")?;
     if ids.is_empty() || ids.len() > 1000 {
-        return Err(Invalid::new("customer_ids", "out_of_range", "give between 1 and 1000 customer ids").into());
+        return Err(Invalid::new(
+            "customer_ids",
+            "out_of_range",
+            "give between 1 and 1000 customer ids",
+        )
+        .into());
     }
     let mut tx = db.begin().await?;
     owner_in_reach(&mut tx, scope, owner_id).await?;
-    let (owner_name,): (String,) = Sql::new("SELECT name FROM users WHERE id = ").arg(owner_id).fetch_one(&mut *tx).await?;
+    let (owner_name,): (String,) = Sql::new("SELECT name FROM users WHERE id = ")
+        .arg(owner_id)
+        .fetch_one(&mut *tx)
+        .await?;
     let now = now_millis();
     let mut moved = 0;
     for &id in ids {
         let mut sql = Sql::new(&format!("{CUSTOMER_SELECT} WHERE c.id = "));
-        sql.arg(id).push(" AND (").record_reach("o.path", "c.owner_id", &scope.record_reach("customer.assign"))
-            .push(" OR (c.owner_id IS NULL AND ").reach("o.path", &scope.reach("customer.assign")).push("))");
+        sql.arg(id)
+            .push(" AND (")
+            .record_reach(
+                "o.path",
+                "c.owner_id",
+                &scope.record_reach("customer.assign"),
+            )
+            .push(" OR (c.owner_id IS NULL AND ")
+            .reach("o.path", &scope.reach("customer.assign"))
+            .push("))");
         let before: CustomerRow = sql.fetch_one(&mut *tx).await?;
         if before.owner_id == Some(owner_id) {
             continue;
@@ -1639,7 +1949,16 @@ pub async fn assign(db: &Db, scope: &Scope, ids: &[i64], owner_id: i64) -> Resul
             .await?;
         let mut changes = Changes::new();
         changes.field("owner_id", &before.owner_id, &Some(owner_id));
-        event(&mut tx, scope, id, &before.org_path, "assign", format!("{} → {owner_name}", before.name), Some(changes)).await?;
+        event(
+            &mut tx,
+            scope,
+            id,
+            &before.org_path,
+            "assign",
+            format!("{} → {owner_name}", before.name),
+            Some(changes),
+        )
+        .await?;
         moved += 1;
     }
     tx.commit().await?;
@@ -1647,19 +1966,57 @@ pub async fn assign(db: &Db, scope: &Scope, ids: &[i64], owner_id: i64) -> Resul
 }
 
 /// Shares a customer with a colleague, read-only or read-write; sharing again changes the right.
-pub async fn share(db: &Db, scope: &Scope, customer_id: i64, user_id: i64, can_edit: bool) -> Result<()> {
+pub async fn share(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    user_id: i64,
+    can_edit: bool,
+) -> Result<()> {
     let mut tx = db.begin().await?;
     let customer = editable(&mut tx, scope, customer_id).await?;
-    let found: Option<(String,)> = Sql::new("SELECT name FROM users WHERE enabled = 1 AND id = ").arg(user_id).fetch_optional(&mut *tx).await?;
-    let (name,) = found.ok_or_else(|| Invalid::new("user_id", "unknown_user", format!("there is no user {user_id}")))?;
-    Sql::new("DELETE FROM customer_shares WHERE customer_id = ").arg(customer_id).push(" AND user_id = ").arg(user_id).execute(&mut *tx).await?;
+    let found: Option<(String,)> = Sql::new("SELECT name FROM users WHERE enabled = 1 AND id = ")
+        .arg(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (name,) = found.ok_or_else(|| {
+        Invalid::new(
+            "user_id",
+            "unknown_user",
+            format!("there is no user {user_id}"),
+        )
+    })?;
+    Sql::new("DELETE FROM customer_shares WHERE customer_id = ")
+        .arg(customer_id)
+        .push(" AND user_id = ")
+        .arg(user_id)
+        .execute(&mut *tx)
+        .await?;
     Sql::new("INSERT INTO customer_shares (customer_id, user_id, can_edit, created_at) VALUES (")
-        .arg(customer_id).push(", ").arg(user_id).push(", ").arg(can_edit).push(", ").arg(now_millis()).push(")")
+        .arg(customer_id)
+        .push(", ")
+        .arg(user_id)
+        .push(", ")
+        .arg(can_edit)
+        .push(", ")
+        .arg(now_millis())
+        .push(")")
         .execute(&mut *tx)
         .await?;
     let mut changes = Changes::new();
-    changes.set("shared_with", &user_id).set("can_edit", &can_edit);
-    event(&mut tx, scope, customer_id, &customer.org_path, "share", name, Some(changes)).await?;
+    changes
+        .set("shared_with", &user_id)
+        .set("can_edit", &can_edit);
+    event(
+        &mut tx,
+        scope,
+        customer_id,
+        &customer.org_path,
+        "share",
+        name,
+        Some(changes),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -1667,13 +2024,27 @@ pub async fn share(db: &Db, scope: &Scope, customer_id: i64, user_id: i64, can_e
 pub async fn unshare(db: &Db, scope: &Scope, customer_id: i64, user_id: i64) -> Result<()> {
     let mut tx = db.begin().await?;
     let customer = editable(&mut tx, scope, customer_id).await?;
-    let gone = Sql::new("DELETE FROM customer_shares WHERE customer_id = ").arg(customer_id).push(" AND user_id = ").arg(user_id).execute(&mut *tx).await?;
+    let gone = Sql::new("DELETE FROM customer_shares WHERE customer_id = ")
+        .arg(customer_id)
+        .push(" AND user_id = ")
+        .arg(user_id)
+        .execute(&mut *tx)
+        .await?;
     if gone == 0 {
         return Err(StoreError::NotFound);
     }
     let mut changes = Changes::new();
     changes.field("shared_with", &Some(user_id), &None::<i64>);
-    event(&mut tx, scope, customer_id, &customer.org_path, "unshare", user_id.to_string(), Some(changes)).await?;
+    event(
+        &mut tx,
+        scope,
+        customer_id,
+        &customer.org_path,
+        "unshare",
+        user_id.to_string(),
+        Some(changes),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -1705,8 +2076,14 @@ pub async fn shares(db: &Db, scope: &Scope, customer_id: i64) -> Result<Vec<Shar
 }
 
 /// The pool rules in force for an org.
-pub async fn pool_settings_for<'e, E: Executor<'e, Database = Any>>(ex: E, path: &OrgPath) -> Result<PoolSettings> {
-    Ok(settings::nearest(ex, path, POOL_SETTINGS).await?.map(|(_, s)| s).unwrap_or_default())
+pub async fn pool_settings_for<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    path: &OrgPath,
+) -> Result<PoolSettings> {
+    Ok(settings::nearest(ex, path, POOL_SETTINGS)
+        .await?
+        .map(|(_, s)| s)
+        .unwrap_or_default())
 }
 
 pub async fn pool_settings(db: &Db, scope: &Scope, org_id: i64) -> Result<PoolSettings> {
@@ -1718,7 +2095,12 @@ pub async fn pool_settings(db: &Db, scope: &Scope, org_id: i64) -> Result<PoolSe
     Ok(s)
 }
 
-pub async fn put_pool_settings(db: &Db, scope: &Scope, org_id: i64, s: &PoolSettings) -> Result<PoolSettings> {
+pub async fn put_pool_settings(
+    db: &Db,
+    scope: &Scope,
+    org_id: i64,
+    s: &PoolSettings,
+) -> Result<PoolSettings> {
     require(scope, "settings.manage")?;
     s.validate()?;
     let mut tx = db.begin().await?;
@@ -1730,7 +2112,14 @@ pub async fn put_pool_settings(db: &Db, scope: &Scope, org_id: i64, s: &PoolSett
     audit::record(
         &mut *tx,
         scope.into(),
-        Entry { org_path: path.as_str(), action: "update", entity: "pool_settings", entity_id: Some(org_id), summary: String::new(), changes: Some(changes) },
+        Entry {
+            org_path: path.as_str(),
+            action: "update",
+            entity: "pool_settings",
+            entity_id: Some(org_id),
+            summary: String::new(),
+            changes: Some(changes),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -1743,42 +2132,76 @@ pub async fn claim(db: &Db, scope: &Scope, customer_id: i64) -> Result<Customer>
     let mut tx = db.begin().await?;
     if db.backend == crate::Backend::Postgres {
         // two claims by one rep at once must not both pass the limit: they queue on his row
-        Sql::new("SELECT id FROM users WHERE id = ").arg(scope.user_id).push(" FOR UPDATE").execute(&mut *tx).await?;
+        Sql::new("SELECT id FROM users WHERE id = ")
+            .arg(scope.user_id)
+            .push(" FOR UPDATE")
+            .execute(&mut *tx)
+            .await?;
     }
     let mut sql = Sql::new(&format!("{CUSTOMER_SELECT} WHERE c.id = "));
     sql.arg(customer_id).push(" AND ");
     reachable(&mut sql, scope, "customer.view");
     let row: CustomerRow = sql.fetch_one(&mut *tx).await?;
     if row.owner_id.is_some() {
-        return Err(StoreError::conflict("customer_id", "not_in_pool", "the customer is not in the public pool (someone may have claimed it just now)"));
+        return Err(StoreError::conflict(
+            "customer_id",
+            "not_in_pool",
+            "the customer is not in the public pool (someone may have claimed it just now)",
+        ));
     }
-    let limit = pool_settings_for(&mut *tx, &scope.org_path).await?.claim_limit;
-    let owned = Sql::new("SELECT COUNT(*) FROM customers WHERE owner_id = ").arg(scope.user_id).fetch_i64(&mut *tx).await?;
+    let limit = pool_settings_for(&mut *tx, &scope.org_path)
+        .await?
+        .claim_limit;
+    let owned = Sql::new("SELECT COUNT(*) FROM customers WHERE owner_id = ")
+        .arg(scope.user_id)
+        .fetch_i64(&mut *tx)
+        .await?;
     if owned >= i64::from(limit) {
         return Err(StoreError::conflict("customer_id", "claim_limit", format!("you own {owned} customers; the limit is {limit}: release some before claiming more")));
     }
     let now = now_millis();
     let claimed = Sql::new("UPDATE customers SET owner_id = ")
         .arg(scope.user_id)
-        .push(", pool_since = NULL, last_touched_at = ").arg(now)
-        .push(", updated_at = ").arg(now)
-        .push(" WHERE id = ").arg(customer_id)
+        .push(", pool_since = NULL, last_touched_at = ")
+        .arg(now)
+        .push(", updated_at = ")
+        .arg(now)
+        .push(" WHERE id = ")
+        .arg(customer_id)
         .push(" AND owner_id IS NULL")
         .execute(&mut *tx)
         .await?;
     if claimed != 1 {
-        return Err(StoreError::conflict("customer_id", "not_in_pool", "someone claimed the customer just now"));
+        return Err(StoreError::conflict(
+            "customer_id",
+            "not_in_pool",
+            "someone claimed the customer just now",
+        ));
     }
     let mut changes = Changes::new();
     changes.field("owner_id", &None::<i64>, &Some(scope.user_id));
-    event(&mut tx, scope, customer_id, &row.org_path, "claim", row.name.clone(), Some(changes)).await?;
+    event(
+        &mut tx,
+        scope,
+        customer_id,
+        &row.org_path,
+        "claim",
+        row.name.clone(),
+        Some(changes),
+    )
+    .await?;
     let after = row_for(&mut *tx, scope, "customer.view", customer_id).await?;
     tx.commit().await?;
     Ok(after.shown(scope))
 }
 
 /// Puts a customer back into the pool (its owner, or someone who may assign it).
-pub async fn release(db: &Db, scope: &Scope, customer_id: i64, reason: Option<String>) -> Result<Customer> {
+pub async fn release(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    reason: Option<String>,
+) -> Result<Customer> {
     let reason = validate::optional_text("reason", reason.as_deref(), 200)?;
     let mut tx = db.begin().await?;
     let mut sql = Sql::new(&format!("{CUSTOMER_SELECT} WHERE c.id = "));
@@ -1787,24 +2210,50 @@ pub async fn release(db: &Db, scope: &Scope, customer_id: i64, reason: Option<St
     let row: CustomerRow = sql.fetch_one(&mut *tx).await?;
     let may = row.owner_id == Some(scope.user_id)
         || (scope.has("customer.assign") && {
-            let mut s = Sql::new("SELECT c.id FROM customers c JOIN orgs o ON o.id = c.org_id WHERE c.id = ");
-            s.arg(customer_id).push(" AND ").record_reach("o.path", "c.owner_id", &scope.record_reach("customer.assign"));
+            let mut s = Sql::new(
+                "SELECT c.id FROM customers c JOIN orgs o ON o.id = c.org_id WHERE c.id = ",
+            );
+            s.arg(customer_id).push(" AND ").record_reach(
+                "o.path",
+                "c.owner_id",
+                &scope.record_reach("customer.assign"),
+            );
             s.fetch_optional::<(i64,), _>(&mut *tx).await?.is_some()
         });
     if !may {
         return Err(StoreError::Forbidden("customer.assign"));
     }
     if row.owner_id.is_none() {
-        return Err(StoreError::conflict("customer_id", "in_pool", "the customer is already in the public pool"));
+        return Err(StoreError::conflict(
+            "customer_id",
+            "in_pool",
+            "the customer is already in the public pool",
+        ));
     }
     let now = now_millis();
-    Sql::new("UPDATE customers SET owner_id = NULL, pool_since = ").arg(now).push(", updated_at = ").arg(now).push(" WHERE id = ").arg(customer_id).execute(&mut *tx).await?;
+    Sql::new("UPDATE customers SET owner_id = NULL, pool_since = ")
+        .arg(now)
+        .push(", updated_at = ")
+        .arg(now)
+        .push(" WHERE id = ")
+        .arg(customer_id)
+        .execute(&mut *tx)
+        .await?;
     let mut changes = Changes::new();
     changes.field("owner_id", &row.owner_id, &None::<i64>);
     if let Some(r) = &reason {
         changes.set("reason", r);
     }
-    event(&mut tx, scope, customer_id, &row.org_path, "release", row.name.clone(), Some(changes)).await?;
+    event(
+        &mut tx,
+        scope,
+        customer_id,
+        &row.org_path,
+        "release",
+        row.name.clone(),
+        Some(changes),
+    )
+    .await?;
     let after = row_for(&mut *tx, scope, "customer.view", customer_id).await?;
     tx.commit().await?;
     Ok(after.shown(scope))
@@ -1813,32 +2262,48 @@ pub async fn release(db: &Db, scope: &Scope, customer_id: i64, reason: Option<St
 /// Returns to the pool every owned customer untouched for longer than its org's
 /// `return_after_days`. Run by the housekeeping worker; answers how many moved.
 pub async fn return_idle_to_pool(db: &Db) -> Result<usize> {
-    let orgs: Vec<(i64, String)> = Sql::new("SELECT id, path FROM orgs").fetch_all(&db.pool).await?;
-    let rules: Vec<(i64, String)> = Sql::new("SELECT org_id, value FROM org_settings WHERE name = ").arg(POOL_SETTINGS).fetch_all(&db.pool).await?;
+    let orgs: Vec<(i64, String)> = Sql::new("SELECT id, path FROM orgs")
+        .fetch_all(&db.pool)
+        .await?;
+    let rules: Vec<(i64, String)> =
+        Sql::new("SELECT org_id, value FROM org_settings WHERE name = ")
+            .arg(POOL_SETTINGS)
+            .fetch_all(&db.pool)
+            .await?;
     if rules.is_empty() {
         return Ok(0);
     }
     let now = now_millis();
     let mut moved = 0;
     for (org_id, path) in orgs {
-        let Some(path) = OrgPath::parse(&path) else { continue };
+        let Some(path) = OrgPath::parse(&path) else {
+            continue;
+        };
         let in_force: Option<PoolSettings> = path
             .ids()
             .iter()
             .rev()
             .find_map(|id| rules.iter().find(|(o, _)| o == id))
             .and_then(|(_, json)| serde_json::from_str(json).ok());
-        let Some(days) = in_force.and_then(|s| s.return_after_days) else { continue };
+        let Some(days) = in_force.and_then(|s| s.return_after_days) else {
+            continue;
+        };
         let mut tx = db.begin().await?;
-        let due: Vec<(i64, i64, String)> = Sql::new("SELECT id, owner_id, name FROM customers WHERE org_id = ")
-            .arg(org_id)
-            .push(" AND owner_id IS NOT NULL AND last_touched_at < ")
-            .arg(now - i64::from(days) * DAY_MS)
-            .push(" LIMIT 1000")
-            .fetch_all(&mut *tx)
-            .await?;
+        let due: Vec<(i64, i64, String)> =
+            Sql::new("SELECT id, owner_id, name FROM customers WHERE org_id = ")
+                .arg(org_id)
+                .push(" AND owner_id IS NOT NULL AND last_touched_at < ")
+                .arg(now - i64::from(days) * DAY_MS)
+                .push(" LIMIT 1000")
+                .fetch_all(&mut *tx)
+                .await?;
         for (id, owner, name) in &due {
-            Sql::new("UPDATE customers SET owner_id = NULL, pool_since = ").arg(now).push(" WHERE id = ").arg(*id).execute(&mut *tx).await?;
+            Sql::new("UPDATE customers SET owner_id = NULL, pool_since = ")
+                .arg(now)
+                .push(" WHERE id = ")
+                .arg(*id)
+                .execute(&mut *tx)
+                .await?;
             let mut changes = Changes::new();
             changes.field("owner_id", &Some(*owner), &None::<i64>);
             let summary = format!("{name}: {days}");
@@ -1848,8 +2313,18 @@ pub async fn return_idle_to_pool(db: &Db) -> Result<usize> {
                 .await?;
             audit::record(
                 &mut *tx,
-                audit::Actor { user_id: None, username: "system" },
-                Entry { org_path: path.as_str(), action: "auto_return", entity: "customer", entity_id: Some(*id), summary, changes: Some(changes) },
+                audit::Actor {
+                    user_id: None,
+                    username: "system",
+                },
+                Entry {
+                    org_path: path.as_str(),
+                    action: "auto_return",
+                    entity: "customer",
+                    entity_id: Some(*id),
+                    summary,
+                    changes: Some(changes),
+                },
             )
             .await?;
         }
@@ -1866,7 +2341,12 @@ pub async fn return_idle_to_pool(db: &Db) -> Result<usize> {
 /// change; otherwise 404, and nothing moves.
 pub async fn merge(db: &Db, scope: &Scope, keep: i64, other: i64) -> Result<Customer> {
     if keep == other {
-        return Err(Invalid::new("merge_id", "same_customer", "a customer cannot be merged into itself").into());
+        return Err(Invalid::new(
+            "merge_id",
+            "same_customer",
+            "a customer cannot be merged into itself",
+        )
+        .into());
     }
     let mut tx = db.begin().await?;
     let kept = editable(&mut tx, scope, keep).await?;
@@ -1879,7 +2359,22 @@ pub async fn merge(db: &Db, scope: &Scope, keep: i64, other: i64) -> Result<Cust
     macro_rules! fill {
         ($($f:ident),*) => { $(if input.$f.is_none() { input.$f = theirs.$f.clone(); })* };
     }
-    fill!(company, code, phone, email, address, region, industry, source, customer_group, importance, intent, hobbies, birthday, notes);
+    fill!(
+        company,
+        code,
+        phone,
+        email,
+        address,
+        region,
+        industry,
+        source,
+        customer_group,
+        importance,
+        intent,
+        hobbies,
+        birthday,
+        notes
+    );
     let mut tags = input.tags.clone().unwrap_or_default();
     for t in theirs.tags.clone().unwrap_or_default() {
         if !tags.contains(&t) && tags.len() < 20 {
@@ -1894,32 +2389,81 @@ pub async fn merge(db: &Db, scope: &Scope, keep: i64, other: i64) -> Result<Cust
     let f = check(&input, &defs)?;
     let mut sql = Sql::new("UPDATE customers SET (");
     sql.push(FIELD_COLUMNS).push(") = (");
-    push_field_values(&mut sql, &f, Some(kept.expected_close_by.clone().or(gone.expected_close_by.clone())));
+    push_field_values(
+        &mut sql,
+        &f,
+        Some(
+            kept.expected_close_by
+                .clone()
+                .or(gone.expected_close_by.clone()),
+        ),
+    );
     let last_follow_up = kept.last_follow_up_at.max(gone.last_follow_up_at);
-    sql.push("), name_company_key = ").arg(rules::name_company_key(&f.name, f.company.as_deref()))
-        .push(", last_follow_up_at = ").arg(last_follow_up)
-        .push(", next_follow_up_on = ").arg(kept.next_follow_up_on.clone().or(gone.next_follow_up_on.clone()))
-        .push(", updated_at = ").arg(now_millis())
-        .push(" WHERE id = ").arg(keep);
+    sql.push("), name_company_key = ")
+        .arg(rules::name_company_key(&f.name, f.company.as_deref()))
+        .push(", last_follow_up_at = ")
+        .arg(last_follow_up)
+        .push(", next_follow_up_on = ")
+        .arg(
+            kept.next_follow_up_on
+                .clone()
+                .or(gone.next_follow_up_on.clone()),
+        )
+        .push(", updated_at = ")
+        .arg(now_millis())
+        .push(" WHERE id = ")
+        .arg(keep);
     sql.execute(&mut *tx).await?;
     for table in ["contacts", "activities", "customer_events", "calls"] {
-        Sql::new(&format!("UPDATE {table} SET customer_id = ")).arg(keep).push(" WHERE customer_id = ").arg(other).execute(&mut *tx).await?;
+        Sql::new(&format!("UPDATE {table} SET customer_id = "))
+            .arg(keep)
+            .push(" WHERE customer_id = ")
+            .arg(other)
+            .execute(&mut *tx)
+            .await?;
     }
     // shares the kept customer lacks move over; the rest go with the merged one
-    Sql::new("UPDATE customer_shares SET customer_id = ").arg(keep)
-        .push(" WHERE customer_id = ").arg(other)
-        .push(" AND user_id NOT IN (SELECT user_id FROM customer_shares WHERE customer_id = ").arg(keep).push(")")
+    Sql::new("UPDATE customer_shares SET customer_id = ")
+        .arg(keep)
+        .push(" WHERE customer_id = ")
+        .arg(other)
+        .push(" AND user_id NOT IN (SELECT user_id FROM customer_shares WHERE customer_id = ")
+        .arg(keep)
+        .push(")")
         .execute(&mut *tx)
         .await?;
-    for table in ["customer_shares", "customer_terms", "customer_phones", "customer_tags", "customer_import_updates"] {
-        Sql::new(&format!("DELETE FROM {table} WHERE customer_id = ")).arg(other).execute(&mut *tx).await?;
+    for table in [
+        "customer_shares",
+        "customer_terms",
+        "customer_phones",
+        "customer_tags",
+        "customer_import_updates",
+    ] {
+        Sql::new(&format!("DELETE FROM {table} WHERE customer_id = "))
+            .arg(other)
+            .execute(&mut *tx)
+            .await?;
     }
-    Sql::new("DELETE FROM customers WHERE id = ").arg(other).execute(&mut *tx).await?;
+    Sql::new("DELETE FROM customers WHERE id = ")
+        .arg(other)
+        .execute(&mut *tx)
+        .await?;
     set_tags(&mut tx, keep, &f.tags).await?;
     reindex(&mut tx, keep).await?;
     let mut changes = field_changes(&kept.as_input(), &input);
-    changes.set("merged_id", &other).set("merged_name", &gone.name);
-    event(&mut tx, scope, keep, &kept.org_path, "merge", format!("{} ← {}", kept.name, gone.name), Some(changes)).await?;
+    changes
+        .set("merged_id", &other)
+        .set("merged_name", &gone.name);
+    event(
+        &mut tx,
+        scope,
+        keep,
+        &kept.org_path,
+        "merge",
+        format!("{} ← {}", kept.name, gone.name),
+        Some(changes),
+    )
+    .await?;
     let after = row_for(&mut *tx, scope, "customer.view", keep).await?;
     tx.commit().await?;
     Ok(after.shown(scope))
@@ -1940,21 +2484,51 @@ pub struct IncomingCall {
 }
 
 /// Looks the number up for the agent (with his scope) and logs the call.
-pub async fn incoming_call(db: &Db, scope: &Scope, phone: &str, agent_employee_no: &str) -> Result<IncomingCall> {
+pub async fn incoming_call(
+    db: &Db,
+    scope: &Scope,
+    phone: &str,
+    agent_employee_no: &str,
+) -> Result<IncomingCall> {
     require(scope, "telephony.notify")?;
     let phone = validate::required_text("phone", phone, 40)?;
     let digits = rules::phone_key(&phone);
     if digits.len() < 3 {
-        return Err(Invalid::new("phone", "invalid_phone", format!("'{phone}' has no phone number in it")).into());
+        return Err(Invalid::new(
+            "phone",
+            "invalid_phone",
+            format!("'{phone}' has no phone number in it"),
+        )
+        .into());
     }
     let agent_no = validate::required_text("agent_employee_no", agent_employee_no, 64)?;
     let found: Option<(i64, String, String, String, String)> = Sql::new("SELECT u.id, u.username, u.name, u.locale, o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.enabled = 1 AND u.employee_no = ")
         .arg(&agent_no)
         .fetch_optional(&db.pool)
         .await?;
-    let (agent_id, username, name, locale, org_path) = found.ok_or_else(|| Invalid::new("agent_employee_no", "unknown_agent", format!("there is no agent with employee no. {agent_no}")))?;
-    let agent = crate::accounts::scope_of(db, &crate::tokens::Holder { user_id: agent_id, username, name, locale, org_path }).await?;
-    let matches: Vec<(i64,)> = Sql::new("SELECT customer_id FROM customer_phones WHERE digits = ").arg(&digits).push(" ORDER BY customer_id DESC LIMIT 20").fetch_all(&db.pool).await?;
+    let (agent_id, username, name, locale, org_path) = found.ok_or_else(|| {
+        Invalid::new(
+            "agent_employee_no",
+            "unknown_agent",
+            format!("there is no agent with employee no. {agent_no}"),
+        )
+    })?;
+    let agent = crate::accounts::scope_of(
+        db,
+        &crate::tokens::Holder {
+            user_id: agent_id,
+            username,
+            name,
+            locale,
+            org_path,
+        },
+    )
+    .await?;
+    let matches: Vec<(i64,)> = Sql::new("SELECT customer_id FROM customer_phones WHERE digits = ")
+        .arg(&digits)
+        .push(" ORDER BY customer_id DESC LIMIT 20")
+        .fetch_all(&db.pool)
+        .await?;
     let mut customer_for_agent = None;
     let mut customer_for_caller = None;
     for (id,) in &matches {
@@ -1966,20 +2540,50 @@ pub async fn incoming_call(db: &Db, scope: &Scope, phone: &str, agent_employee_n
         }
     }
     let mut tx = db.begin().await?;
-    let (agent_org,): (i64,) = Sql::new("SELECT org_id FROM users WHERE id = ").arg(agent_id).fetch_one(&mut *tx).await?;
+    let (agent_org,): (i64,) = Sql::new("SELECT org_id FROM users WHERE id = ")
+        .arg(agent_id)
+        .fetch_one(&mut *tx)
+        .await?;
     let logged_customer = customer_for_agent.as_ref().map(|c| c.id);
     let call_id = Sql::new("INSERT INTO calls (customer_id, agent_id, org_id, phone, at) VALUES (")
-        .arg(logged_customer).push(", ").arg(agent_id).push(", ").arg(agent_org).push(", ").arg(&phone).push(", ").arg(now_millis()).push(") RETURNING id")
+        .arg(logged_customer)
+        .push(", ")
+        .arg(agent_id)
+        .push(", ")
+        .arg(agent_org)
+        .push(", ")
+        .arg(&phone)
+        .push(", ")
+        .arg(now_millis())
+        .push(") RETURNING id")
         .fetch_i64(&mut *tx)
         .await?;
     if let Some(c) = &customer_for_agent {
-        let (path,): (String,) = Sql::new("SELECT o.path FROM orgs o WHERE o.id = ").arg(c.org_id).fetch_one(&mut *tx).await?;
+        let (path,): (String,) = Sql::new("SELECT o.path FROM orgs o WHERE o.id = ")
+            .arg(c.org_id)
+            .fetch_one(&mut *tx)
+            .await?;
         let mut changes = Changes::new();
         changes.set("agent_id", &agent_id);
-        event(&mut tx, scope, c.id, &path, "call", agent_no.clone(), Some(changes)).await?;
+        event(
+            &mut tx,
+            scope,
+            c.id,
+            &path,
+            "call",
+            agent_no.clone(),
+            Some(changes),
+        )
+        .await?;
     }
     tx.commit().await?;
-    Ok(IncomingCall { call_id, agent_id, customer_for_agent, customer_for_caller, phone })
+    Ok(IncomingCall {
+        call_id,
+        agent_id,
+        customer_for_agent,
+        customer_for_caller,
+        phone,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -2017,11 +2621,16 @@ pub async fn calls(db: &Db, scope: &Scope, customer_id: i64, limit: i64) -> Resu
 }
 
 /// The call an agent is told about, read again for his browser.
-pub async fn call_for_agent(db: &Db, agent: &Scope, call_id: i64) -> Result<(String, Option<Customer>)> {
-    let (phone, customer_id, agent_id): (String, Option<i64>, Option<i64>) = Sql::new("SELECT phone, customer_id, agent_id FROM calls WHERE id = ")
-        .arg(call_id)
-        .fetch_one(&db.pool)
-        .await?;
+pub async fn call_for_agent(
+    db: &Db,
+    agent: &Scope,
+    call_id: i64,
+) -> Result<(String, Option<Customer>)> {
+    let (phone, customer_id, agent_id): (String, Option<i64>, Option<i64>) =
+        Sql::new("SELECT phone, customer_id, agent_id FROM calls WHERE id = ")
+            .arg(call_id)
+            .fetch_one(&db.pool)
+            .await?;
     if agent_id != Some(agent.user_id) {
         return Err(StoreError::NotFound);
     }
@@ -2063,7 +2672,8 @@ pub async fn reminders(db: &Db, scope: &Scope) -> Result<Reminders> {
         .map(|d| d.format("%m-%d").to_string())
         .collect();
     let mut sql = Sql::new("SELECT id, name, birthday_md FROM customers WHERE owner_id = ");
-    sql.arg(scope.user_id).push(" AND birthday_reminder = 1 AND birthday_md IN (");
+    sql.arg(scope.user_id)
+        .push(" AND birthday_reminder = 1 AND birthday_md IN (");
     for (i, md) in mds.iter().enumerate() {
         if i > 0 {
             sql.push(", ");
@@ -2074,26 +2684,42 @@ pub async fn reminders(db: &Db, scope: &Scope) -> Result<Reminders> {
     let rows: Vec<(i64, String, String)> = sql.fetch_all(&db.pool).await?;
     out.birthdays = rows
         .into_iter()
-        .map(|(id, name, md)| Reminder { customer_id: id, name, date: format!("{}-{md}", chrono::Datelike::year(&today)) })
+        .map(|(id, name, md)| Reminder {
+            customer_id: id,
+            name,
+            date: format!("{}-{md}", chrono::Datelike::year(&today)),
+        })
         .collect();
     out.birthdays.sort_by(|a, b| a.date.cmp(&b.date));
-    let due: Vec<(i64, String, String)> = Sql::new("SELECT id, name, next_follow_up_on FROM customers WHERE owner_id = ")
-        .arg(scope.user_id)
-        .push(" AND next_follow_up_on <= ")
-        .arg(today.format("%Y-%m-%d").to_string())
-        .push(" ORDER BY next_follow_up_on LIMIT 20")
-        .fetch_all(&db.pool)
-        .await?;
-    out.due_follow_ups = due.into_iter().map(|(id, name, date)| Reminder { customer_id: id, name, date }).collect();
-    if let Some(days) = pool_settings_for(&db.pool, &scope.org_path).await?.return_after_days {
-        let horizon = now_millis() - (i64::from(days) - 7) * DAY_MS;
-        let soon: Vec<(i64, String, i64)> = Sql::new("SELECT id, name, last_touched_at FROM customers WHERE owner_id = ")
+    let due: Vec<(i64, String, String)> =
+        Sql::new("SELECT id, name, next_follow_up_on FROM customers WHERE owner_id = ")
             .arg(scope.user_id)
-            .push(" AND last_touched_at < ")
-            .arg(horizon)
-            .push(" ORDER BY last_touched_at LIMIT 20")
+            .push(" AND next_follow_up_on <= ")
+            .arg(today.format("%Y-%m-%d").to_string())
+            .push(" ORDER BY next_follow_up_on LIMIT 20")
             .fetch_all(&db.pool)
             .await?;
+    out.due_follow_ups = due
+        .into_iter()
+        .map(|(id, name, date)| Reminder {
+            customer_id: id,
+            name,
+            date,
+        })
+        .collect();
+    if let Some(days) = pool_settings_for(&db.pool, &scope.org_path)
+        .await?
+        .return_after_days
+    {
+        let horizon = now_millis() - (i64::from(days) - 7) * DAY_MS;
+        let soon: Vec<(i64, String, i64)> =
+            Sql::new("SELECT id, name, last_touched_at FROM customers WHERE owner_id = ")
+                .arg(scope.user_id)
+                .push(" AND last_touched_at < ")
+                .arg(horizon)
+                .push(" ORDER BY last_touched_at LIMIT 20")
+                .fetch_all(&db.pool)
+                .await?;
         out.pool_returns = soon
             .into_iter()
             .map(|(id, name, touched)| {
@@ -2102,7 +2728,11 @@ pub async fn reminders(db: &Db, scope: &Scope) -> Result<Reminders> {
                     .single()
                     .map(|t| t.date_naive().format("%Y-%m-%d").to_string())
                     .unwrap_or_default();
-                Reminder { customer_id: id, name, date: back }
+                Reminder {
+                    customer_id: id,
+                    name,
+                    date: back,
+                }
             })
             .collect();
     }

@@ -75,12 +75,26 @@ async fn create_customer(
         None => None,
         Some(serde_json::Value::Null) => Some(None),
         Some(v) => Some(Some(v.as_i64().ok_or_else(|| {
-            ApiError::invalid("owner_id", "invalid_body", "owner_id must be an integer or null")
+            ApiError::invalid(
+                "owner_id",
+                "invalid_body",
+                "owner_id must be an integer or null",
+            )
         })?)),
     };
     let rest = serde_json::to_vec(&body).expect("a JSON map serialises");
-    let Json(input) = Json::<CustomerInput>::from_bytes(&rest).map_err(crate::error::json_rejection)?;
-    let created = store::create(&state.db, &caller.scope, NewCustomer { input, org_id, owner_id }).await?;
+    let Json(input) =
+        Json::<CustomerInput>::from_bytes(&rest).map_err(crate::error::json_rejection)?;
+    let created = store::create(
+        &state.db,
+        &caller.scope,
+        NewCustomer {
+            input,
+            org_id,
+            owner_id,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -120,15 +134,36 @@ impl ListQuery {
         let sort = match self.sort.as_deref() {
             None | Some("") => Sort::default(),
             Some(s) => Sort::parse(s).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "sort is newest, name or updated").field("sort")
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "sort is newest, name or updated",
+                )
+                .field("sort")
             })?,
         };
         let mut custom = Vec::new();
-        for cond in self.custom.iter().flat_map(|c| c.split(';')).filter(|c| !c.trim().is_empty()) {
+        for cond in self
+            .custom
+            .iter()
+            .flat_map(|c| c.split(';'))
+            .filter(|c| !c.trim().is_empty())
+        {
             let mut parts = cond.splitn(3, ':');
             match (parts.next(), parts.next(), parts.next()) {
-                (Some(code), Some(op), Some(value)) => custom.push((code.trim().to_string(), op.trim().to_string(), value.trim().to_string())),
-                _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("'{cond}' is not code:op:value")).field("custom")),
+                (Some(code), Some(op), Some(value)) => custom.push((
+                    code.trim().to_string(),
+                    op.trim().to_string(),
+                    value.trim().to_string(),
+                )),
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        format!("'{cond}' is not code:op:value"),
+                    )
+                    .field("custom"))
+                }
             }
         }
         Ok(CustomerFilter {
@@ -144,7 +179,10 @@ impl ListQuery {
             industry: self.industry.filter(|k| !k.is_empty()),
             blacklisted: self.blacklisted,
             follow_up_due_by: self.follow_up_due_by.filter(|k| !k.is_empty()),
-            created_from: crate::api::audit::parse_time("created_from", self.created_from.as_deref())?,
+            created_from: crate::api::audit::parse_time(
+                "created_from",
+                self.created_from.as_deref(),
+            )?,
             created_to: crate::api::audit::parse_time("created_to", self.created_to.as_deref())?,
             custom,
             sort,
@@ -163,7 +201,9 @@ async fn list_customers(
     let limit = page_limit(q.limit)?;
     let cursor = q.cursor.clone();
     let filter = q.filter()?;
-    Ok(Json(store::list(&state.db, &caller.scope, &filter, limit, cursor.as_deref()).await?))
+    Ok(Json(
+        store::list(&state.db, &caller.scope, &filter, limit, cursor.as_deref()).await?,
+    ))
 }
 
 /// The filtered list as an xlsx workbook (every page; phones as the caller may see them). Logged.
@@ -182,8 +222,14 @@ async fn export_customers(
 pub fn xlsx_response(bytes: Vec<u8>, file_name: &str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")),
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
         ],
         bytes,
     )
@@ -193,7 +239,10 @@ pub fn xlsx_response(bytes: Vec<u8>, file_name: &str) -> Response {
 /// The caller's reminders: birthdays this week, due follow-ups, customers about to return to the pool.
 #[utoipa::path(get, path = "/api/v1/customers/reminders", tag = "customers", security(("bearer" = [])),
     responses((status = 200, body = Reminders), (status = 403, body = ErrorBody)))]
-async fn reminders(State(state): State<AppState>, caller: Caller) -> Result<Json<Reminders>, ApiError> {
+async fn reminders(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Reminders>, ApiError> {
     Ok(Json(store::reminders(&state.db, &caller.scope).await?))
 }
 
@@ -218,7 +267,9 @@ async fn update_customer(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<CustomerInput>,
 ) -> Result<Json<Customer>, ApiError> {
-    Ok(Json(store::update(&state.db, &caller.scope, id, body).await?))
+    Ok(Json(
+        store::update(&state.db, &caller.scope, id, body).await?,
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -237,7 +288,9 @@ async fn timeline(
     ApiQuery(q): ApiQuery<TimelineQuery>,
 ) -> Result<Json<Vec<TimelineItem>>, ApiError> {
     let limit = page_limit(Some(q.limit.unwrap_or(100)))?;
-    Ok(Json(store::timeline(&state.db, &caller.scope, id, limit).await?))
+    Ok(Json(
+        store::timeline(&state.db, &caller.scope, id, limit).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/customers/{id}/contacts", tag = "customers", security(("bearer" = [])), request_body = ContactInput,
@@ -248,7 +301,10 @@ async fn add_contact(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ContactInput>,
 ) -> Result<(StatusCode, Json<Contact>), ApiError> {
-    Ok((StatusCode::CREATED, Json(store::add_contact(&state.db, &caller.scope, id, body).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(store::add_contact(&state.db, &caller.scope, id, body).await?),
+    ))
 }
 
 /// Change a contact; absent fields keep their value.
@@ -260,7 +316,9 @@ async fn update_contact(
     ApiPath((id, contact_id)): ApiPath<(i64, i64)>,
     ApiJson(body): ApiJson<ContactInput>,
 ) -> Result<Json<Contact>, ApiError> {
-    Ok(Json(store::update_contact(&state.db, &caller.scope, id, contact_id, body).await?))
+    Ok(Json(
+        store::update_contact(&state.db, &caller.scope, id, contact_id, body).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/customers/{id}/contacts/{contact_id}", tag = "customers", security(("bearer" = [])),
@@ -406,7 +464,9 @@ async fn release(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ReleaseBody>,
 ) -> Result<Json<Customer>, ApiError> {
-    Ok(Json(store::release(&state.db, &caller.scope, id, body.reason).await?))
+    Ok(Json(
+        store::release(&state.db, &caller.scope, id, body.reason).await?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -426,7 +486,9 @@ async fn merge(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<MergeBody>,
 ) -> Result<Json<Customer>, ApiError> {
-    Ok(Json(store::merge(&state.db, &caller.scope, id, body.merge_id).await?))
+    Ok(Json(
+        store::merge(&state.db, &caller.scope, id, body.merge_id).await?,
+    ))
 }
 
 /// The customer's call log (来电记录), newest first.
@@ -448,7 +510,11 @@ async fn get_pool_settings(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<PoolSettingsBody>, ApiError> {
-    Ok(Json(store::pool_settings(&state.db, &caller.scope, id).await?.into()))
+    Ok(Json(
+        store::pool_settings(&state.db, &caller.scope, id)
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -462,7 +528,10 @@ pub struct PoolSettingsBody {
 
 impl From<PoolSettings> for PoolSettingsBody {
     fn from(s: PoolSettings) -> Self {
-        PoolSettingsBody { return_after_days: s.return_after_days, claim_limit: s.claim_limit }
+        PoolSettingsBody {
+            return_after_days: s.return_after_days,
+            claim_limit: s.claim_limit,
+        }
     }
 }
 
@@ -475,8 +544,15 @@ async fn put_pool_settings(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<PoolSettingsBody>,
 ) -> Result<Json<PoolSettingsBody>, ApiError> {
-    let s = PoolSettings { return_after_days: body.return_after_days, claim_limit: body.claim_limit };
-    Ok(Json(store::put_pool_settings(&state.db, &caller.scope, id, &s).await?.into()))
+    let s = PoolSettings {
+        return_after_days: body.return_after_days,
+        claim_limit: body.claim_limit,
+    };
+    Ok(Json(
+        store::put_pool_settings(&state.db, &caller.scope, id, &s)
+            .await?
+            .into(),
+    ))
 }
 
 /// The custom fields in force for customers of an org (defined there or above).
@@ -520,7 +596,10 @@ async fn create_field(
         choices: body.choices,
         required: body.required,
     };
-    Ok((StatusCode::CREATED, Json(store::create_field(&state.db, &caller.scope, id, def).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(store::create_field(&state.db, &caller.scope, id, def).await?),
+    ))
 }
 
 /// Import customers (and a first contact each) from a spreadsheet. The header row is found by
@@ -539,7 +618,8 @@ async fn import_customers(
     caller: Caller,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<ImportOutcome>), ApiError> {
-    let mut multipart = multipart.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", r.body_text()))?;
+    let mut multipart = multipart
+        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", r.body_text()))?;
     let mut file: Option<ImportSource> = None;
     let mut mapping = None;
     let mut dry_run = false;
@@ -550,48 +630,118 @@ async fn import_customers(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the file is larger than {} MiB; split it into smaller files", MAX_IMPORT_BYTES / 1024 / 1024)))
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the file is larger than {} MiB; split it into smaller files",
+                        MAX_IMPORT_BYTES / 1024 / 1024
+                    ),
+                ))
             }
-            Err(e) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())),
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    e.body_text(),
+                ))
+            }
         };
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(str::to_string);
         let bytes = field.bytes().await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the file is larger than {} MiB; split it into smaller files", MAX_IMPORT_BYTES / 1024 / 1024))
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the file is larger than {} MiB; split it into smaller files",
+                        MAX_IMPORT_BYTES / 1024 / 1024
+                    ),
+                )
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
             }
         })?;
         let text = || String::from_utf8_lossy(&bytes).trim().to_string();
         match name.as_str() {
-            "file" => file = Some(ImportSource { file_name: file_name.unwrap_or_else(|| "upload".into()), bytes: bytes.to_vec() }),
+            "file" => {
+                file = Some(ImportSource {
+                    file_name: file_name.unwrap_or_else(|| "upload".into()),
+                    bytes: bytes.to_vec(),
+                })
+            }
             "mapping" if !text().is_empty() => {
-                mapping = Some(serde_json::from_str::<HashMap<String, String>>(&text()).map_err(|e| {
-                    ApiError::invalid("mapping", "invalid_mapping", format!("mapping must be a JSON object of header → field: {e}"))
-                })?)
+                mapping = Some(
+                    serde_json::from_str::<HashMap<String, String>>(&text()).map_err(|e| {
+                        ApiError::invalid(
+                            "mapping",
+                            "invalid_mapping",
+                            format!("mapping must be a JSON object of header → field: {e}"),
+                        )
+                    })?,
+                )
             }
             "mapping" => {}
             "dry_run" => {
                 dry_run = match text().as_str() {
                     "true" | "1" => true,
                     "false" | "0" | "" => false,
-                    other => return Err(ApiError::invalid("dry_run", "invalid_body", format!("dry_run is true or false, not '{other}'"))),
+                    other => {
+                        return Err(ApiError::invalid(
+                            "dry_run",
+                            "invalid_body",
+                            format!("dry_run is true or false, not '{other}'"),
+                        ))
+                    }
                 }
             }
             "duplicates" => duplicates = DuplicateMode::parse_field("duplicates", &text())?,
             "org_id" => {
-                org_id = Some(text().parse::<i64>().map_err(|_| ApiError::invalid("org_id", "invalid_body", "org_id must be an integer"))?)
+                org_id = Some(text().parse::<i64>().map_err(|_| {
+                    ApiError::invalid("org_id", "invalid_body", "org_id must be an integer")
+                })?)
             }
-            other => return Err(ApiError::invalid(other, "unknown_field", format!("'{other}' is not a field of an import"))),
+            other => {
+                return Err(ApiError::invalid(
+                    other,
+                    "unknown_field",
+                    format!("'{other}' is not a field of an import"),
+                ))
+            }
         }
     }
-    let file = file.ok_or_else(|| ApiError::invalid("file", "required", "send the spreadsheet as the form field 'file'"))?;
+    let file = file.ok_or_else(|| {
+        ApiError::invalid(
+            "file",
+            "required",
+            "send the spreadsheet as the form field 'file'",
+        )
+    })?;
     if file.bytes.is_empty() {
-        return Err(ApiError::invalid("file", "unreadable_file", "the file is empty"));
+        return Err(ApiError::invalid(
+            "file",
+            "unreadable_file",
+            "the file is empty",
+        ));
     }
-    let outcome = store::import(&state.db, &caller.scope, file, ImportOptions { mapping, dry_run, duplicates, org_id }).await?;
-    let status = if dry_run { StatusCode::OK } else { StatusCode::CREATED };
+    let outcome = store::import(
+        &state.db,
+        &caller.scope,
+        file,
+        ImportOptions {
+            mapping,
+            dry_run,
+            duplicates,
+            org_id,
+        },
+    )
+    .await?;
+    let status = if dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(outcome)))
 }
 
@@ -638,10 +788,25 @@ async fn incoming_call(
     caller: Caller,
     ApiJson(body): ApiJson<IncomingCallBody>,
 ) -> Result<Json<IncomingCallAnswer>, ApiError> {
-    let call = store::incoming_call(&state.db, &caller.scope, &body.phone, &body.agent_employee_no).await?;
+    let call = store::incoming_call(
+        &state.db,
+        &caller.scope,
+        &body.phone,
+        &body.agent_employee_no,
+    )
+    .await?;
     state
         .live
-        .publish_call(&state.db, CallEvent { agent_id: call.agent_id, call_id: call.call_id })
+        .publish_call(
+            &state.db,
+            CallEvent {
+                agent_id: call.agent_id,
+                call_id: call.call_id,
+            },
+        )
         .await;
-    Ok(Json(IncomingCallAnswer { customer: call.customer_for_caller, call_id: call.call_id }))
+    Ok(Json(IncomingCallAnswer {
+        customer: call.customer_for_caller,
+        call_id: call.call_id,
+    }))
 }

@@ -4,7 +4,9 @@
 
 use crate::auth::PageCaller;
 use crate::i18n::Locale;
-use crate::pages::{empty_none, error_page, link, notice, render, render_status, FormError, Pager, Shell};
+use crate::pages::{
+    empty_none, error_page, link, notice, render, render_status, FormError, Pager, Shell,
+};
 use crate::AppState;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap};
@@ -13,8 +15,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use keping_domain::customers::{ActivityKind, CustomerKind, DuplicateMode};
 use keping_store::customers::{
-    self as store, Customer, CustomerFilter, CustomerInput, Duplicate, ImportOptions, ImportOutcome,
-    ImportSource, NewActivity, NewCustomer, TimelineItem,
+    self as store, Customer, CustomerFilter, CustomerInput, Duplicate, ImportOptions,
+    ImportOutcome, ImportSource, NewActivity, NewCustomer, TimelineItem,
 };
 use keping_store::StoreError;
 use serde::Deserialize;
@@ -25,7 +27,10 @@ use tokio_stream::StreamExt;
 const PAGE_SIZE: i64 = 50;
 
 fn kind_name(locale: Locale, code: &str) -> String {
-    CustomerKind::parse(code).map_or_else(|| code.to_string(), |k| locale.pick(k.name_zh(), k.name_en()).to_string())
+    CustomerKind::parse(code).map_or_else(
+        || code.to_string(),
+        |k| locale.pick(k.name_zh(), k.name_en()).to_string(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -64,7 +69,10 @@ impl ListPage {
 }
 
 fn kinds(locale: Locale) -> Vec<(&'static str, String)> {
-    CustomerKind::ALL.iter().map(|k| (k.code(), locale.pick(k.name_zh(), k.name_en()).to_string())).collect()
+    CustomerKind::ALL
+        .iter()
+        .map(|k| (k.code(), locale.pick(k.name_zh(), k.name_en()).to_string()))
+        .collect()
 }
 
 /// The list (or, with `pool=1`, the public pool); an htmx request gets only the table.
@@ -86,15 +94,39 @@ pub async fn list(
         in_pool: pool.then_some(true),
         ..Default::default()
     };
-    let found = match store::list(&state.db, &caller.scope, &filter, PAGE_SIZE, q.cursor.as_deref()).await {
+    let found = match store::list(
+        &state.db,
+        &caller.scope,
+        &filter,
+        PAGE_SIZE,
+        q.cursor.as_deref(),
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => return error_page(shell, e),
     };
-    let params = [("q", q.q.as_str()), ("kind", q.kind.as_str()), ("pool", q.pool.as_str())];
+    let params = [
+        ("q", q.q.as_str()),
+        ("kind", q.kind.as_str()),
+        ("pool", q.pool.as_str()),
+    ];
     let page = ListPage {
-        pager: Pager::new("/customers", &params, q.cursor.as_deref(), found.next_cursor.as_deref()),
+        pager: Pager::new(
+            "/customers",
+            &params,
+            q.cursor.as_deref(),
+            found.next_cursor.as_deref(),
+        ),
         filtered: filter.q.is_some() || filter.kind.is_some(),
-        export_link: link("/customers/export", &[("q", q.q.as_str()), ("kind", q.kind.as_str()), ("pool", q.pool.as_str())]),
+        export_link: link(
+            "/customers/export",
+            &[
+                ("q", q.q.as_str()),
+                ("kind", q.kind.as_str()),
+                ("pool", q.pool.as_str()),
+            ],
+        ),
         notice: notice(caller.locale, q.saved.as_deref()),
         kinds: kinds(caller.locale),
         shell,
@@ -103,8 +135,14 @@ pub async fn list(
         pool,
         customers: found.items,
     };
-    let mut response = if headers.contains_key("hx-request") { render(&page.as_results()) } else { render(&page) };
-    response.headers_mut().insert(header::VARY, header::HeaderValue::from_static("HX-Request"));
+    let mut response = if headers.contains_key("hx-request") {
+        render(&page.as_results())
+    } else {
+        render(&page)
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, header::HeaderValue::from_static("HX-Request"));
     response
 }
 
@@ -147,11 +185,16 @@ pub struct NewQuery {
 
 /// The new-customer form; `?phone=` fills the number in (caller-ID opens it so).
 pub async fn new(caller: PageCaller, Query(q): Query<NewQuery>) -> Response {
-    let shell = Shell::new(&caller, "customers").crumb("nav.customers", "/customers").crumb("customers.new", "/customers/new");
+    let shell = Shell::new(&caller, "customers")
+        .crumb("nav.customers", "/customers")
+        .crumb("customers.new", "/customers/new");
     render(&FormPage {
         kinds: kinds(caller.locale),
         shell,
-        f: NewFields { phone: q.phone, ..Default::default() },
+        f: NewFields {
+            phone: q.phone,
+            ..Default::default()
+        },
         error: FormError::default(),
     })
 }
@@ -160,7 +203,11 @@ fn opt(s: &str) -> Option<String> {
     Some(s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-pub async fn create(State(state): State<AppState>, caller: PageCaller, Form(f): Form<NewFields>) -> Response {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Form(f): Form<NewFields>,
+) -> Response {
     let input = CustomerInput {
         kind: opt(&f.kind),
         name: Some(f.name.clone()),
@@ -172,18 +219,44 @@ pub async fn create(State(state): State<AppState>, caller: PageCaller, Form(f): 
         notes: opt(&f.notes),
         ..Default::default()
     };
-    match store::create(&state.db, &caller.scope, NewCustomer { input, org_id: None, owner_id: None }).await {
+    match store::create(
+        &state.db,
+        &caller.scope,
+        NewCustomer {
+            input,
+            org_id: None,
+            owner_id: None,
+        },
+    )
+    .await
+    {
         Ok(created) => {
             if created.duplicates.is_empty() {
-                Redirect::to(&format!("/customers/{}?saved=created", created.customer.id)).into_response()
+                Redirect::to(&format!("/customers/{}?saved=created", created.customer.id))
+                    .into_response()
             } else {
                 // the duplicates are shown once, on the new card
-                draw_card_with(&state, &caller, created.customer.id, created.duplicates, None, FormError::default()).await
+                draw_card_with(
+                    &state,
+                    &caller,
+                    created.customer.id,
+                    created.duplicates,
+                    None,
+                    FormError::default(),
+                )
+                .await
             }
         }
         Err(e) => {
-            let shell = Shell::new(&caller, "customers").crumb("nav.customers", "/customers").crumb("customers.new", "/customers/new");
-            let page = FormPage { kinds: kinds(caller.locale), error: FormError::new(caller.locale, "new", e), shell, f };
+            let shell = Shell::new(&caller, "customers")
+                .crumb("nav.customers", "/customers")
+                .crumb("customers.new", "/customers/new");
+            let page = FormPage {
+                kinds: kinds(caller.locale),
+                error: FormError::new(caller.locale, "new", e),
+                shell,
+                f,
+            };
             render_status(&page, page.error.status())
         }
     }
@@ -210,10 +283,15 @@ impl CardPage {
 
     fn action_label(&self, item: &TimelineItem) -> String {
         if item.kind == "activity" {
-            ActivityKind::parse(&item.action)
-                .map_or_else(|| item.action.clone(), |k| self.shell.locale.pick(k.name_zh(), k.name_en()).to_string())
+            ActivityKind::parse(&item.action).map_or_else(
+                || item.action.clone(),
+                |k| self.shell.locale.pick(k.name_zh(), k.name_en()).to_string(),
+            )
         } else {
-            self.shell.locale.try_t(&format!("customers.event.{}", item.action)).unwrap_or_else(|| item.action.clone())
+            self.shell
+                .locale
+                .try_t(&format!("customers.event.{}", item.action))
+                .unwrap_or_else(|| item.action.clone())
         }
     }
 }
@@ -223,9 +301,22 @@ pub struct CardQuery {
     saved: Option<String>,
 }
 
-pub async fn show(State(state): State<AppState>, caller: PageCaller, Path(id): Path<i64>, Query(q): Query<CardQuery>) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(id): Path<i64>,
+    Query(q): Query<CardQuery>,
+) -> Response {
     let notice = notice(caller.locale, q.saved.as_deref());
-    draw_card_with(&state, &caller, id, Vec::new(), notice, FormError::default()).await
+    draw_card_with(
+        &state,
+        &caller,
+        id,
+        Vec::new(),
+        notice,
+        FormError::default(),
+    )
+    .await
 }
 
 async fn draw_card_with(
@@ -241,10 +332,20 @@ async fn draw_card_with(
         Ok(c) => c,
         Err(e) => return error_page(shell, e),
     };
-    let timeline = store::timeline(&state.db, &caller.scope, id, 100).await.unwrap_or_default();
+    let timeline = store::timeline(&state.db, &caller.scope, id, 100)
+        .await
+        .unwrap_or_default();
     let shell = shell.crumb(&c.name.clone(), &format!("/customers/{id}"));
     let page = CardPage {
-        activity_kinds: ActivityKind::ALL.iter().map(|k| (k.code(), caller.locale.pick(k.name_zh(), k.name_en()).to_string())).collect(),
+        activity_kinds: ActivityKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    k.code(),
+                    caller.locale.pick(k.name_zh(), k.name_en()).to_string(),
+                )
+            })
+            .collect(),
         shell,
         c,
         timeline,
@@ -265,25 +366,74 @@ pub struct ActivityFields {
     next_follow_up_on: Option<String>,
 }
 
-pub async fn add_activity(State(state): State<AppState>, caller: PageCaller, Path(id): Path<i64>, Form(f): Form<ActivityFields>) -> Response {
-    let new = NewActivity { kind: f.kind, content: f.content, contact_id: None, happened_at: None, next_follow_up_on: f.next_follow_up_on };
+pub async fn add_activity(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(id): Path<i64>,
+    Form(f): Form<ActivityFields>,
+) -> Response {
+    let new = NewActivity {
+        kind: f.kind,
+        content: f.content,
+        contact_id: None,
+        happened_at: None,
+        next_follow_up_on: f.next_follow_up_on,
+    };
     match store::add_activity(&state.db, &caller.scope, id, new).await {
         Ok(_) => Redirect::to(&format!("/customers/{id}?saved=recorded")).into_response(),
-        Err(e) => draw_card_with(&state, &caller, id, Vec::new(), None, FormError::new(caller.locale, "activity", e)).await,
+        Err(e) => {
+            draw_card_with(
+                &state,
+                &caller,
+                id,
+                Vec::new(),
+                None,
+                FormError::new(caller.locale, "activity", e),
+            )
+            .await
+        }
     }
 }
 
-pub async fn claim(State(state): State<AppState>, caller: PageCaller, Path(id): Path<i64>) -> Response {
+pub async fn claim(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(id): Path<i64>,
+) -> Response {
     match store::claim(&state.db, &caller.scope, id).await {
         Ok(_) => Redirect::to(&format!("/customers/{id}?saved=claimed")).into_response(),
-        Err(e) => draw_card_with(&state, &caller, id, Vec::new(), None, FormError::new(caller.locale, "pool", e)).await,
+        Err(e) => {
+            draw_card_with(
+                &state,
+                &caller,
+                id,
+                Vec::new(),
+                None,
+                FormError::new(caller.locale, "pool", e),
+            )
+            .await
+        }
     }
 }
 
-pub async fn release(State(state): State<AppState>, caller: PageCaller, Path(id): Path<i64>) -> Response {
+pub async fn release(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(id): Path<i64>,
+) -> Response {
     match store::release(&state.db, &caller.scope, id, None).await {
         Ok(_) => Redirect::to(&format!("/customers/{id}?saved=released")).into_response(),
-        Err(e) => draw_card_with(&state, &caller, id, Vec::new(), None, FormError::new(caller.locale, "pool", e)).await,
+        Err(e) => {
+            draw_card_with(
+                &state,
+                &caller,
+                id,
+                Vec::new(),
+                None,
+                FormError::new(caller.locale, "pool", e),
+            )
+            .await
+        }
     }
 }
 
@@ -299,36 +449,96 @@ struct ImportPage {
 }
 
 pub async fn import_form(caller: PageCaller) -> Response {
-    let shell = Shell::new(&caller, "customer_import").crumb("nav.customers", "/customers").crumb("customers.import", "/customers/import");
-    render(&ImportPage { shell, outcome: None, dry_run: true, error: FormError::default() })
+    let shell = Shell::new(&caller, "customer_import")
+        .crumb("nav.customers", "/customers")
+        .crumb("customers.import", "/customers/import");
+    render(&ImportPage {
+        shell,
+        outcome: None,
+        dry_run: true,
+        error: FormError::default(),
+    })
 }
 
 /// Runs the uploaded file as a dry run or for real, and shows what happened row by row.
-pub async fn import(State(state): State<AppState>, caller: PageCaller, mut form: Multipart) -> Response {
-    let shell = Shell::new(&caller, "customer_import").crumb("nav.customers", "/customers").crumb("customers.import", "/customers/import");
+pub async fn import(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    mut form: Multipart,
+) -> Response {
+    let shell = Shell::new(&caller, "customer_import")
+        .crumb("nav.customers", "/customers")
+        .crumb("customers.import", "/customers/import");
     let mut file = None;
     let mut dry_run = false;
     let mut duplicates = DuplicateMode::Skip;
     while let Ok(Some(field)) = form.next_field().await {
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().unwrap_or("upload").to_string();
-        let Ok(bytes) = field.bytes().await else { break };
+        let Ok(bytes) = field.bytes().await else {
+            break;
+        };
         match name.as_str() {
-            "file" if !bytes.is_empty() => file = Some(ImportSource { file_name, bytes: bytes.to_vec() }),
+            "file" if !bytes.is_empty() => {
+                file = Some(ImportSource {
+                    file_name,
+                    bytes: bytes.to_vec(),
+                })
+            }
             "dry_run" => dry_run = &bytes[..] == b"1",
-            "duplicates" => duplicates = DuplicateMode::parse(&String::from_utf8_lossy(&bytes)).unwrap_or(DuplicateMode::Skip),
+            "duplicates" => {
+                duplicates = DuplicateMode::parse(&String::from_utf8_lossy(&bytes))
+                    .unwrap_or(DuplicateMode::Skip)
+            }
             _ => {}
         }
     }
     let Some(file) = file else {
-        let error = FormError::new(caller.locale, "import", keping_domain::Invalid::new("file", "required", "choose a file"));
-        return render_status(&ImportPage { shell, outcome: None, dry_run, error }, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        let error = FormError::new(
+            caller.locale,
+            "import",
+            keping_domain::Invalid::new("file", "required", "choose a file"),
+        );
+        return render_status(
+            &ImportPage {
+                shell,
+                outcome: None,
+                dry_run,
+                error,
+            },
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        );
     };
-    match store::import(&state.db, &caller.scope, file, ImportOptions { mapping: None, dry_run, duplicates, org_id: None }).await {
-        Ok(outcome) => render(&ImportPage { shell, outcome: Some(outcome), dry_run, error: FormError::default() }),
+    match store::import(
+        &state.db,
+        &caller.scope,
+        file,
+        ImportOptions {
+            mapping: None,
+            dry_run,
+            duplicates,
+            org_id: None,
+        },
+    )
+    .await
+    {
+        Ok(outcome) => render(&ImportPage {
+            shell,
+            outcome: Some(outcome),
+            dry_run,
+            error: FormError::default(),
+        }),
         Err(e) => {
             let error = FormError::new(caller.locale, "import", e);
-            render_status(&ImportPage { shell, outcome: None, dry_run, error }, axum::http::StatusCode::UNPROCESSABLE_ENTITY)
+            render_status(
+                &ImportPage {
+                    shell,
+                    outcome: None,
+                    dry_run,
+                    error,
+                },
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            )
         }
     }
 }
@@ -356,7 +566,10 @@ impl CallPopup {
 /// The agent's stream: one `call` event with the pop-up's HTML per call announced for him.
 pub async fn call_events(State(state): State<AppState>, caller: PageCaller) -> Response {
     if !caller.scope.has("customer.view") {
-        return error_page(Shell::new(&caller, "customers"), StoreError::Forbidden("customer.view"));
+        return error_page(
+            Shell::new(&caller, "customers"),
+            StoreError::Forbidden("customer.view"),
+        );
     }
     let me = caller.scope.user_id;
     let locale = caller.locale;
@@ -366,13 +579,22 @@ pub async fn call_events(State(state): State<AppState>, caller: PageCaller) -> R
         .then(move |e| {
             let (state, scope) = (state.clone(), scope.clone());
             async move {
-                let (phone, customer) = store::call_for_agent(&state.db, &scope, e.call_id).await.ok()?;
-                let html = askama::Template::render(&CallPopup { locale, phone, customer }).ok()?;
+                let (phone, customer) = store::call_for_agent(&state.db, &scope, e.call_id)
+                    .await
+                    .ok()?;
+                let html = askama::Template::render(&CallPopup {
+                    locale,
+                    phone,
+                    customer,
+                })
+                .ok()?;
                 Some(Event::default().event("call").data(html))
             }
         })
         .filter_map(|e| e.map(Ok::<_, std::convert::Infallible>));
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -386,7 +608,11 @@ pub struct ExportQuery {
 }
 
 /// The list as shown, as an xlsx file (logged like every export).
-pub async fn export(State(state): State<AppState>, caller: PageCaller, Query(q): Query<ExportQuery>) -> Response {
+pub async fn export(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Query(q): Query<ExportQuery>,
+) -> Response {
     let filter = CustomerFilter {
         q: opt(&q.q),
         kind: opt(&q.kind),

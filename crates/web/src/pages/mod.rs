@@ -82,7 +82,9 @@ pub fn router() -> Router<AppState> {
             "/customers/import",
             get(customers::import_form)
                 .post(customers::import)
-                .layer(DefaultBodyLimit::max(crate::api::customers::MAX_IMPORT_BYTES)),
+                .layer(DefaultBodyLimit::max(
+                    crate::api::customers::MAX_IMPORT_BYTES,
+                )),
         )
         .route("/customers/{id}", get(customers::show))
         .route("/customers/{id}/activities", post(customers::add_activity))
