@@ -18,6 +18,7 @@ both!(
     import_dry_run_undo_and_gbk,
     export_imports_back_the_same,
     caller_id_reaches_the_agent,
+    customer_pages,
 );
 
 const REP_PERMS: &[&str] = &["customer.view", "customer.edit", "customer.pool"];
@@ -1374,4 +1375,172 @@ async fn next_event(
             other => panic!("no event {name} with {needle}: {other:?}; buffer {buffer}"),
         }
     }
+}
+
+/// The pages with a session cookie: list and live search by pinyin initials, the card with its
+/// timeline and follow-up form, a new customer with its duplicate warning, the pool's claim
+/// button, the import page's dry run, and English.
+async fn customer_pages(app: TestApp) {
+    let admin = &app.admin_token;
+    let zs = create(
+        &app,
+        admin,
+        json!({"name": "张三", "company": "华为", "phone": "13800138000"}),
+    )
+    .await;
+    create(&app, admin, json!({"name": "公海客户", "owner_id": null})).await;
+    let page = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let get = |path: &str| {
+        let page = page.clone();
+        let url = format!("{}{path}", app.url);
+        async move {
+            let resp = page.get(url).send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+    let (status, html) = get("/customers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("客户档案") && html.contains("张三") && html.contains("公海客户"),
+        "{html}"
+    );
+    // the live search answers only the table
+    let resp = page
+        .get(format!("{}/customers?q=zs", app.url))
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap();
+    let table = resp.text().await.unwrap();
+    assert!(
+        table.contains("张三") && !table.contains("公海客户") && !table.contains("<html"),
+        "{table}"
+    );
+    let (_, pool) = get("/customers?pool=1").await;
+    assert!(
+        pool.contains("公海客户") && !pool.contains(">张三<"),
+        "{pool}"
+    );
+
+    // the card, then a follow-up through its form
+    let id = zs["id"].as_i64().unwrap();
+    let (status, card) = get(&format!("/customers/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        card.contains("13800138000") && card.contains("activity-form"),
+        "{card}"
+    );
+    let resp = page
+        .post(format!("{}/customers/{id}/activities", app.url))
+        .form(&[
+            ("kind", "visit"),
+            ("content", "上门演示"),
+            ("next_follow_up_on", "2030-01-01"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, card) = get(&format!("/customers/{id}?saved=recorded")).await;
+    assert!(
+        card.contains("上门演示") && card.contains("2030-01-01") && card.contains("id=\"notice\""),
+        "{card}"
+    );
+    let (status, missing) = get("/customers/999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+
+    // a new customer with the same phone: created, and the duplicate is named on its card
+    let (_, form) = get("/customers/new?phone=13800138000").await;
+    assert!(
+        form.contains("value=\"13800138000\""),
+        "caller-ID fills the number in"
+    );
+    let resp = page
+        .post(format!("{}/customers", app.url))
+        .form(&[
+            ("name", "张三分身"),
+            ("phone", "13800138000"),
+            ("kind", "lead"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("id=\"duplicates\"") && html.contains(&format!("/customers/{id}")),
+        "{html}"
+    );
+    let resp = page
+        .post(format!("{}/customers", app.url))
+        .form(&[("name", ""), ("phone", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // the pool: claim from the card
+    let (_, pooled) = app
+        .get(&format!("/api/v1/customers?q={}", enc("公海客户")), admin)
+        .await;
+    let pooled = pooled["items"][0]["id"].as_i64().unwrap();
+    let resp = page
+        .post(format!("{}/customers/{pooled}/claim", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, one) = app.get(&format!("/api/v1/customers/{pooled}"), admin).await;
+    assert_eq!(one["in_pool"], false);
+
+    // the import page: a dry run lists the bad row
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(
+                "客户名称,手机\n新客户,13700000000\n坏客户,123\n"
+                    .as_bytes()
+                    .to_vec(),
+            )
+            .file_name("a.csv"),
+        )
+        .text("duplicates", "skip")
+        .text("dry_run", "1");
+    let resp = page
+        .post(format!("{}/customers/import", app.url))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("import-rejections") && html.contains("<td>3</td>"),
+        "{html}"
+    );
+
+    // reminders on the home page, and English
+    let (_, home) = get("/").await;
+    assert!(home.contains("id=\"reminders\""), "{home}");
+    page.post(format!("{}/locale", app.url))
+        .form(&[("locale", "en"), ("back", "/customers")])
+        .send()
+        .await
+        .unwrap();
+    let (_, en) = get("/customers").await;
+    assert!(
+        en.contains("Public pool") && en.contains("New customer"),
+        "{en}"
+    );
+    // the export link of the page is an xlsx file
+    let resp = page
+        .get(format!("{}/customers/export?q=zs", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"PK"));
 }
