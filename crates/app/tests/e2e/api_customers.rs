@@ -1544,3 +1544,102 @@ async fn customer_pages(app: TestApp) {
     let bytes = resp.bytes().await.unwrap();
     assert!(bytes.starts_with(b"PK"));
 }
+
+/// Figures, not a timed test: `cargo test -p keping --test e2e customer_figures -- --ignored --nocapture`
+/// (KEPING_FIGURES_ROWS sets the size, default 20000; with KEPING_TEST_PG_URL also on PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn customer_figures() {
+    let rows: usize = std::env::var("KEPING_FIGURES_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = TestApp::spawn(backend).await else {
+            continue;
+        };
+        let admin = &app.admin_token;
+        let surnames = ["张", "王", "李", "赵", "刘", "陈", "杨", "黄", "周", "吴"];
+        let given = [
+            "伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰",
+        ];
+        let mut csv = String::from("客户名称,公司名称,联系人,手机,所属行业\n");
+        for i in 0..rows {
+            let name = format!(
+                "{}{}{}",
+                surnames[i % 10],
+                given[(i / 10) % 12],
+                given[(i / 120) % 12]
+            );
+            csv.push_str(&format!(
+                "{name},{}号贸易有限公司,{}经理,1{:010},制造\n",
+                i,
+                surnames[(i / 7) % 10],
+                3_000_000_000u64 + i as u64
+            ));
+        }
+        let started = Instant::now();
+        let (status, body) = upload(&app, admin, "big.csv", csv.into_bytes(), &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let import = started.elapsed();
+        let queries = [
+            "zwf",
+            "张伟",
+            "贸易有限",
+            "300000123",
+            "12345",
+            "王经理",
+            "wjl",
+        ];
+        let mut lines = Vec::new();
+        for q in queries {
+            let mut times = Vec::new();
+            for _ in 0..40 {
+                let t = Instant::now();
+                let (status, _) = app
+                    .get(&format!("/api/v1/customers?q={}", enc(q)), admin)
+                    .await;
+                assert_eq!(status, StatusCode::OK);
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            times.sort_by(f64::total_cmp);
+            lines.push(format!(
+                "q={q}: p50 {:.1} ms, p95 {:.1} ms",
+                times[times.len() / 2],
+                times[times.len() * 95 / 100]
+            ));
+        }
+        let mut times = Vec::new();
+        for _ in 0..40 {
+            let t = Instant::now();
+            let (status, _) = app
+                .get(
+                    "/api/v1/customers?industry=%E5%88%B6%E9%80%A0&limit=50",
+                    admin,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let started = Instant::now();
+        let resp = app
+            .client
+            .get(format!("{}/api/v1/customers/export", app.url))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        let size = resp.bytes().await.unwrap().len();
+        let export = started.elapsed();
+        eprintln!(
+            "{backend:?}: import {rows} rows {:.1} s; list of 50 with a filter p50 {:.1} ms p99 {:.1} ms; export {rows} rows {:.1} s ({} KiB)\n  {}",
+            import.as_secs_f64(),
+            times[20],
+            times[39],
+            export.as_secs_f64(),
+            size / 1024,
+            lines.join("\n  ")
+        );
+    }
+}

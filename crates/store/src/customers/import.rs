@@ -7,8 +7,7 @@
 
 use super::{
     check, duplicates_of, event, field_defs, insert, org_within, push_field_values, reindex,
-    require, set_tags, CustomerFilter, CustomerInput, Duplicate, Fields, CONTACT_COLUMNS,
-    FIELD_COLUMNS,
+    require, set_tags, CustomerFilter, CustomerInput, Duplicate, Fields, NewRow, FIELD_COLUMNS,
 };
 use crate::audit::{self, Changes, Entry};
 use crate::{Db, Result, Sql, StoreError};
@@ -619,31 +618,13 @@ pub async fn import(
             });
             continue;
         }
-        let id = insert(
-            &mut tx,
-            scope,
-            path.id(),
-            Some(scope.user_id),
-            &fields,
+        let new_row = NewRow {
+            org_id: path.id(),
+            owner_id: Some(scope.user_id),
             import_id,
-        )
-        .await?;
-        if let Some(c) = &contact {
-            let now = now_millis();
-            let mut sql = Sql::new("INSERT INTO contacts (customer_id, created_at, updated_at, ");
-            sql.push(CONTACT_COLUMNS)
-                .push(") VALUES (")
-                .arg(id)
-                .push(", ")
-                .arg(now)
-                .push(", ")
-                .arg(now)
-                .push(", ");
-            super::contact_values(&mut sql, c);
-            sql.push(")");
-            sql.execute(&mut *tx).await?;
-            reindex(&mut tx, id).await?;
-        }
+            contact: contact.as_ref(),
+        };
+        let id = insert(&mut tx, scope, new_row, &fields).await?;
         timeline_only(&mut tx, scope, id, "import", &fields.name).await?;
         out.created += 1;
         out.accepted += 1;

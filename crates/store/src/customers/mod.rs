@@ -582,6 +582,17 @@ async fn event(
 
 /// Rebuilds a customer's search terms and phone index from its row and its contacts.
 async fn reindex(tx: &mut Transaction<'static, Any>, customer_id: i64) -> Result<()> {
+    for table in ["customer_terms", "customer_phones"] {
+        Sql::new(&format!("DELETE FROM {table} WHERE customer_id = "))
+            .arg(customer_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    index(tx, customer_id).await
+}
+
+/// Writes a customer's search terms and phone index (it has none yet).
+async fn index(tx: &mut Transaction<'static, Any>, customer_id: i64) -> Result<()> {
     let (name, company, code, phone): (String, Option<String>, Option<String>, Option<String>) =
         Sql::new("SELECT name, company, code, phone FROM customers WHERE id = ")
             .arg(customer_id)
@@ -619,12 +630,6 @@ async fn reindex(tx: &mut Transaction<'static, Any>, customer_id: i64) -> Result
         .arg(customer_id)
         .execute(&mut **tx)
         .await?;
-    for table in ["customer_terms", "customer_phones"] {
-        Sql::new(&format!("DELETE FROM {table} WHERE customer_id = "))
-            .arg(customer_id)
-            .execute(&mut **tx)
-            .await?;
-    }
     insert_pairs(
         tx,
         "customer_terms (term, customer_id)",
@@ -877,7 +882,13 @@ pub async fn create(db: &Db, scope: &Scope, new: NewCustomer) -> Result<Created>
     let defs = field_defs(&mut *tx, &path).await?;
     let fields = check(&new.input, &defs)?;
     let duplicates = duplicates_of(&mut tx, scope, &fields, None).await?;
-    let id = insert(&mut tx, scope, org_id, owner_id, &fields, None).await?;
+    let new_row = NewRow {
+        org_id,
+        owner_id,
+        import_id: None,
+        contact: None,
+    };
+    let id = insert(&mut tx, scope, new_row, &fields).await?;
     let mut changes = Changes::new();
     changes
         .set("name", &fields.name)
@@ -905,15 +916,19 @@ pub async fn create(db: &Db, scope: &Scope, new: NewCustomer) -> Result<Created>
     })
 }
 
-/// Writes a checked customer with its indexes (no event).
+/// Writes a checked customer, its first contact if any, and its indexes (no event).
 async fn insert(
     tx: &mut Transaction<'static, Any>,
     scope: &Scope,
-    org_id: i64,
-    owner_id: Option<i64>,
+    new: NewRow<'_>,
     f: &Fields,
-    import_id: Option<i64>,
 ) -> Result<i64> {
+    let NewRow {
+        org_id,
+        owner_id,
+        import_id,
+        contact,
+    } = new;
     let now = now_millis();
     let mut sql = Sql::new("INSERT INTO customers (org_id, owner_id, pool_since, name_company_key, search_text, last_touched_at, import_id, created_by, created_at, updated_at, ");
     sql.push(FIELD_COLUMNS)
@@ -939,9 +954,30 @@ async fn insert(
     push_field_values(&mut sql, f, None);
     sql.push(") RETURNING id");
     let id = sql.fetch_i64(&mut **tx).await?;
-    set_tags(tx, id, &f.tags).await?;
-    reindex(tx, id).await?;
+    if let Some(c) = contact {
+        let mut sql = Sql::new("INSERT INTO contacts (customer_id, created_at, updated_at, ");
+        sql.push(CONTACT_COLUMNS)
+            .push(") VALUES (")
+            .arg(id)
+            .push(", ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(", ");
+        contact_values(&mut sql, c);
+        sql.push(")").execute(&mut **tx).await?;
+    }
+    insert_pairs(tx, "customer_tags (tag, customer_id)", &f.tags, id).await?;
+    index(tx, id).await?;
     Ok(id)
+}
+
+/// Where a new customer goes and what comes with it.
+struct NewRow<'a> {
+    org_id: i64,
+    owner_id: Option<i64>,
+    import_id: Option<i64>,
+    contact: Option<&'a ContactFields>,
 }
 
 const FIELD_COLUMNS: &str = "kind, is_company, name, company, code, phone, email, address, region, industry, source, customer_group, tags, importance, intent, expected_close_by, hobbies, birthday, birthday_md, birthday_reminder, notes, blacklisted, blacklist_reason, custom";
