@@ -2324,22 +2324,37 @@ pub async fn return_idle_to_pool(db: &Db) -> Result<usize> {
         let Some(days) = in_force.and_then(|s| s.return_after_days) else {
             continue;
         };
+        let cutoff = now - i64::from(days) * DAY_MS;
+        let idle = |sql: &mut Sql| {
+            sql.push(" AND owner_id IS NOT NULL AND last_touched_at < ")
+                .arg(cutoff);
+        };
+        // a cheap read first: most orgs have nothing due, and need no write lock
+        let mut probe = Sql::new("SELECT id FROM customers WHERE org_id = ");
+        probe.arg(org_id);
+        idle(&mut probe);
+        if probe
+            .push(" LIMIT 1")
+            .fetch_optional::<(i64,), _>(&db.pool)
+            .await?
+            .is_none()
+        {
+            continue;
+        }
         let mut tx = db.begin().await?;
-        let due: Vec<(i64, i64, String)> =
-            Sql::new("SELECT id, owner_id, name FROM customers WHERE org_id = ")
-                .arg(org_id)
-                .push(" AND owner_id IS NOT NULL AND last_touched_at < ")
-                .arg(now - i64::from(days) * DAY_MS)
-                .push(" LIMIT 1000")
-                .fetch_all(&mut *tx)
-                .await?;
+        let mut select = Sql::new("SELECT id, owner_id, name FROM customers WHERE org_id = ");
+        select.arg(org_id);
+        idle(&mut select);
+        let due: Vec<(i64, i64, String)> = select.push(" LIMIT 1000").fetch_all(&mut *tx).await?;
         for (id, owner, name) in &due {
-            Sql::new("UPDATE customers SET owner_id = NULL, pool_since = ")
-                .arg(now)
-                .push(" WHERE id = ")
-                .arg(*id)
-                .execute(&mut *tx)
-                .await?;
+            // a follow-up recorded since the select keeps the customer where it is
+            let mut update = Sql::new("UPDATE customers SET owner_id = NULL, pool_since = ");
+            update.arg(now).push(" WHERE id = ").arg(*id);
+            idle(&mut update);
+            if update.execute(&mut *tx).await? == 0 {
+                continue;
+            }
+            moved += 1;
             let mut changes = Changes::new();
             changes.field("owner_id", &Some(*owner), &None::<i64>);
             let summary = format!("{name}: {days}");
@@ -2365,7 +2380,6 @@ pub async fn return_idle_to_pool(db: &Db) -> Result<usize> {
             .await?;
         }
         tx.commit().await?;
-        moved += due.len();
     }
     Ok(moved)
 }
