@@ -131,7 +131,7 @@ async fn listen(
     live: keping_web::live::Live,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    use keping_web::live::{LiveEvent, CHANNEL};
+    use keping_web::live::{CallEvent, LiveEvent, CALLS_CHANNEL, CHANNEL};
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
             Ok(l) => l,
@@ -140,13 +140,18 @@ async fn listen(
                 tokio::select! { _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue, _ = stop.changed() => return }
             }
         };
-        if let Err(e) = listener.listen(CHANNEL).await {
+        if let Err(e) = listener.listen_all([CHANNEL, CALLS_CHANNEL]).await {
             tracing::warn!(error = %e, "cannot listen for live events; retrying");
             continue;
         }
         loop {
             tokio::select! {
                 n = listener.recv() => match n {
+                    Ok(n) if n.channel() == CALLS_CHANNEL => {
+                        if let Some(event) = CallEvent::parse(n.payload()) {
+                            live.deliver_call(event);
+                        }
+                    }
                     Ok(n) => {
                         if let Some(event) = LiveEvent::parse(n.payload()) {
                             live.deliver(event);
@@ -163,13 +168,19 @@ async fn listen(
     }
 }
 
-/// Chores that keep data honest over time, once a minute: stale duty sessions end.
+/// Chores that keep data honest over time, once a minute: stale duty sessions end, customers
+/// nobody followed up return to the public pool.
 async fn housekeeping(db: keping_store::Db, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         match keping_store::evaluation::end_stale_duties(&db).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(ended = n, "stale duty sessions ended"),
             Err(e) => tracing::warn!(error = %e, "cannot end stale duty sessions"),
+        }
+        match keping_store::customers::return_idle_to_pool(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(returned = n, "idle customers returned to the public pool"),
+            Err(e) => tracing::warn!(error = %e, "cannot return idle customers to the pool"),
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}

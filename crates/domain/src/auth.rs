@@ -54,6 +54,8 @@ catalogue! {
         ("customer.import", "导入客户", "Import customers"),
         ("customer.export", "导出客户", "Export customers"),
         ("customer.assign", "分配客户", "Assign customers"),
+        ("customer.pool", "领取公海客户", "Claim customers from the public pool"),
+        ("telephony.notify", "来电弹屏接口", "Caller-ID integration (telephony system)"),
         ("phone.view", "查看完整电话号码", "View full phone numbers"),
         ("record.audit", "审核", "Audit records"),
         ("points.manage", "积分管理", "Manage points"),

@@ -40,6 +40,10 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    pub fn to_json(&self) -> String {
+        Value::Object(self.0.clone()).to_string()
+    }
 }
 
 pub struct Entry<'a> {

@@ -10,6 +10,7 @@ mod migrate;
 
 pub mod accounts;
 pub mod audit;
+pub mod customers;
 pub mod evaluation;
 pub mod history;
 pub mod notify;

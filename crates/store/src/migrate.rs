@@ -19,6 +19,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "press_ingest",
         include_str!("../migrations/0003_press_ingest.sql"),
     ),
+    (
+        4,
+        "customers",
+        include_str!("../migrations/0004_customers.sql"),
+    ),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {
@@ -34,6 +39,8 @@ fn render(sql: &str, backend: Backend) -> String {
     };
     sql.replace("{{id}}", id)
         .replace("{{path}}", path)
+        // text compared byte by byte, so that a prefix is one index range (paths, search terms)
+        .replace("{{ordered_text}}", path)
         .replace("{{blob}}", blob)
 }
 

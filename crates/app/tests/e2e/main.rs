@@ -4,6 +4,7 @@
 mod harness;
 
 mod api_auth;
+mod api_customers;
 mod api_device_state;
 pub mod api_evaluation;
 mod api_evaluation_admin;

@@ -4,6 +4,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::response::Response;
 use keping_store::accounts::{self, UserFilter};
+use keping_store::customers::{self, Reminders};
 use keping_store::org::{self, OrgFilter};
 
 #[derive(askama::Template)]
@@ -12,6 +13,8 @@ struct Home {
     shell: Shell,
     org_count: Option<usize>,
     staff_count: Option<usize>,
+    /// For those who keep customers: birthdays, due follow-ups, pool returns.
+    reminders: Option<Reminders>,
 }
 
 /// The landing page: a greeting and where to go next.
@@ -25,9 +28,11 @@ pub async fn home(State(state): State<AppState>, caller: PageCaller) -> Response
         .await
         .ok()
         .map(|p| p.items.len());
+    let reminders = customers::reminders(&state.db, &caller.scope).await.ok();
     render(&Home {
         shell: Shell::new(&caller, "home"),
         org_count,
         staff_count,
+        reminders,
     })
 }

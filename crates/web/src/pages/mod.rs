@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod customers;
 mod evaluation;
 mod home;
 mod kiosk;
@@ -74,6 +75,22 @@ pub fn router() -> Router<AppState> {
         .route("/r/{token}", get(qr::page).post(qr::press))
         .route("/r/{token}/staff/{id}/photo", get(qr::photo))
         .route("/windows/{id}/qr", get(qr::card).post(qr::rotate))
+        .route("/customers", get(customers::list).post(customers::create))
+        .route("/customers/new", get(customers::new))
+        .route("/customers/export", get(customers::export))
+        .route(
+            "/customers/import",
+            get(customers::import_form)
+                .post(customers::import)
+                .layer(DefaultBodyLimit::max(
+                    crate::api::customers::MAX_IMPORT_BYTES,
+                )),
+        )
+        .route("/customers/{id}", get(customers::show))
+        .route("/customers/{id}/activities", post(customers::add_activity))
+        .route("/customers/{id}/claim", post(customers::claim))
+        .route("/customers/{id}/release", post(customers::release))
+        .route("/calls/events", get(customers::call_events))
         .merge(evaluation::router())
 }
 
