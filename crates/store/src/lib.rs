@@ -10,6 +10,8 @@ mod migrate;
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
+pub mod data;
 pub mod evaluation;
 pub mod notify;
 pub mod org;
