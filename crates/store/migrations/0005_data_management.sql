@@ -8,7 +8,8 @@ CREATE TABLE cleanup_runs (
     org_path {{path}} NOT NULL,
     -- manual (someone asked) or retention (the scheduled worker)
     source TEXT NOT NULL,
-    -- retention runs only: one per org and local day, so several instances run a day's retention once
+    -- retention runs only: one per org, cut-off (a local midnight) and exceptions, so that several
+    -- instances run a day's retention once
     source_key TEXT,
     -- month, year, all, or the retention period such as 24m
     older_than TEXT NOT NULL,

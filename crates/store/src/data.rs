@@ -833,7 +833,18 @@ pub async fn apply_retention(db: &Db) -> Result<Vec<CleanupRun>> {
         if counts(db, &target, true).await?.total() == 0 {
             continue;
         }
-        let (day, _) = keping_domain::org::local_day(&s.timezone, now);
+        // once per org, cut-off (a local midnight: once a day) and set of exceptions (a setting
+        // changed below starts a fresh run the same day)
+        let key = keping_domain::auth::secret_digest(&format!(
+            "{}|{}|{}",
+            s.org_id,
+            target.cutoff,
+            except
+                .iter()
+                .map(OrgPath::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
         let mut tx = db.begin().await?;
         let id = insert_run(
             &mut tx,
@@ -841,7 +852,7 @@ pub async fn apply_retention(db: &Db) -> Result<Vec<CleanupRun>> {
                 org_id: s.org_id,
                 path: &path,
                 source: "retention",
-                source_key: Some(format!("retention:{}:{day}", s.org_id)),
+                source_key: Some(format!("retention:{key}")),
                 older_than: &format!("{months}m"),
                 cutoff: target.cutoff,
                 keep_rollups: true,
