@@ -140,6 +140,9 @@ fn unsupported(table: &str, column: &str, declared: &str) -> BackupError {
     ))
 }
 
+/// A column as the catalogue lists it: name, declared type, position in the primary key (0: none).
+type ColumnRow = (String, String, i64);
+
 /// Every data table with its columns and keys, parents before children.
 async fn catalog(conn: &mut AnyConnection, backend: Backend) -> Result<Vec<Table>> {
     let names: Vec<(String,)> = match backend {
@@ -157,7 +160,7 @@ async fn catalog(conn: &mut AnyConnection, backend: Backend) -> Result<Vec<Table
         if NOT_DATA.contains(&name.as_str()) {
             continue;
         }
-        let (cols, fks): (Vec<(String, String, i64)>, Vec<(String, String)>) = match backend {
+        let (cols, fks): (Vec<ColumnRow>, Vec<(String, String)>) = match backend {
             Backend::Sqlite => (
                 sqlx::query_as("SELECT name, type, pk FROM pragma_table_info($1) ORDER BY cid")
                     .bind(&name)

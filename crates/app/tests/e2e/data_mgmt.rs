@@ -517,6 +517,19 @@ async fn data_retention_worker(app: TestApp) {
         None,
     );
 
+    // a few thousand old bare ratings more, so that the run takes several chunks
+    let bulk = 2 * keping_store::data::CHUNK + 500;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO ratings (press_id, window_id, org_id, key, label, polarity, rated_at) \
+         SELECT 0, (SELECT id FROM windows WHERE org_id = $2), $2, 'satisfied', '满意', 'positive', $3 - i FROM n",
+    )
+    .bind(bulk)
+    .bind(bj1.id)
+    .bind(Utc::now().timestamp_millis() - 500 * DAY_MS)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     let sh_before = rows(&app, sh1.id).await;
     let runs = keping_store::data::apply_retention(db).await.unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
@@ -524,7 +537,7 @@ async fn data_retention_worker(app: TestApp) {
     assert_eq!(runs[0].source, "retention");
     assert_eq!(runs[0].status, "done");
     assert_eq!(runs[0].older_than, "12m");
-    assert_eq!(runs[0].counts.ratings, 2);
+    assert_eq!(runs[0].counts.ratings, 2 + bulk);
     assert_eq!(rows(&app, bj1.id).await, [1, 1, 1, 1, 0]);
     assert_eq!(rows(&app, sh1.id).await, sh_before);
     // once a day: a second round finds nothing to do
