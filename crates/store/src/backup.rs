@@ -1290,3 +1290,46 @@ pub async fn table_counts(db: &Db) -> Result<BTreeMap<String, i64>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, parents: &[&str]) -> Table {
+        Table {
+            name: name.into(),
+            columns: Vec::new(),
+            pk: vec!["id".into()],
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            self_refs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn tables_load_parents_first_and_cycles_are_refused() {
+        let ordered = order(vec![
+            table("ratings", &["orgs", "windows"]),
+            table("windows", &["orgs"]),
+            table("audit_log", &[]),
+            table("orgs", &[]),
+        ])
+        .unwrap();
+        let names: Vec<&str> = ordered.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["audit_log", "orgs", "windows", "ratings"]);
+        let err = order(vec![table("a", &["b"]), table("b", &["a"])]).unwrap_err();
+        assert!(err.to_string().contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn column_kinds_by_declared_type() {
+        assert_eq!(sqlite_kind("t", "c", "BIGINT").unwrap(), Kind::Int);
+        assert_eq!(sqlite_kind("t", "c", "INTEGER").unwrap(), Kind::Int);
+        assert_eq!(sqlite_kind("t", "c", "TEXT").unwrap(), Kind::Text);
+        assert_eq!(sqlite_kind("t", "c", "BLOB").unwrap(), Kind::Blob);
+        assert_eq!(pg_kind("t", "c", "character varying").unwrap(), Kind::Text);
+        assert_eq!(pg_kind("t", "c", "jsonb").unwrap(), Kind::Text);
+        assert_eq!(pg_kind("t", "c", "bytea").unwrap(), Kind::Blob);
+        let err = pg_kind("t", "c", "uuid").unwrap_err();
+        assert!(err.to_string().contains("t.c"), "{err}");
+    }
+}
