@@ -387,6 +387,22 @@ async fn data_cleanup_scope_confirmation_counts_and_audit(app: TestApp) {
         .unwrap();
     assert!(html.contains("id=\"confirm-step\""), "{html}");
     assert!(html.contains("data-count=\"ratings\">2<"), "{html}");
+    assert!(
+        html.contains("name=\"keep_rollups\" value=\"false\""),
+        "an unticked box drops roll-ups"
+    );
+    let html = web
+        .get(format!(
+            "{}/data?org_id={}&older_than=all&keep_rollups=true",
+            app.url, sh1.id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"keep_rollups\" value=\"true\""));
     let resp = web
         .post(format!("{}/data/cleanups", app.url))
         .form(&[

@@ -67,7 +67,11 @@ pub async fn page(
     Query(q): Query<DataQuery>,
 ) -> Response {
     let notice = notice(caller.locale, q.saved.as_deref());
-    let keep_rollups = q.keep_rollups.as_deref().is_none_or(|v| v != "false");
+    // a sent form (it always has an age) without the ticked box drops roll-ups; a first visit keeps them
+    let keep_rollups = match (&q.older_than, q.keep_rollups.as_deref()) {
+        (None, _) => true,
+        (Some(_), v) => v.is_some_and(|v| v != "false"),
+    };
     let mut error = FormError::default();
     let mut preview = None;
     if let (Some(org_id), Some(age)) = (q.org_id, q.older_than.as_deref()) {
