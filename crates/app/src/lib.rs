@@ -106,6 +106,7 @@ pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> 
     let mut workers = vec![
         tokio::spawn(outbox.run(workers_stopped.clone())),
         tokio::spawn(housekeeping(state.db.clone(), workers_stopped.clone())),
+        tokio::spawn(data_worker(state.db.clone(), workers_stopped.clone())),
     ];
     if state.db.backend == keping_store::Backend::Postgres {
         workers.push(tokio::spawn(listen(
@@ -184,6 +185,29 @@ async fn housekeeping(db: keping_store::Db, mut stop: tokio::sync::watch::Receiv
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Data management on schedule, every ten minutes: resumes cleanups a restart interrupted and
+/// applies the orgs' retention settings (each org once a day; see `keping_store::data::apply_retention`).
+async fn data_worker(db: keping_store::Db, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        // a little after start, so that a restarting server first serves
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            _ = stop.changed() => return,
+        }
+        // stopping mid-chunk is safe: the chunk rolls back and the run is resumed later
+        tokio::select! {
+            r = keping_store::data::apply_retention(&db) => if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot apply data retention");
+            },
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(570)) => {}
             _ = stop.changed() => return,
         }
     }

@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use keping_app::config::Config;
 use keping_app::{demo, prepare, start};
+use keping_store::backup;
 
 /// keping (客评): customer evaluation and customer relationship management in one binary.
 ///
@@ -73,6 +74,38 @@ enum Command {
         #[arg(long, default_value_t = 730)]
         days: u32,
     },
+    /// Back up the database to a new FILE while keping keeps running (数据备份): a SQLite snapshot
+    /// on SQLite, a portable export on PostgreSQL. `keping backup verify FILE` checks a backup.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        check: Option<BackupCheck>,
+        /// The file to write; it must not exist.
+        file: Option<std::path::PathBuf>,
+        /// snapshot (SQLite only) or export (portable; restores into SQLite or PostgreSQL).
+        #[arg(long)]
+        format: Option<BackupFormat>,
+    },
+    /// Load an export (made by `keping backup`) into the configured database, which must be empty.
+    Restore { file: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+enum BackupCheck {
+    /// Restore a backup into a scratch database and check it; nothing else is written.
+    Verify {
+        file: std::path::PathBuf,
+        /// Restore an export into a scratch database on this PostgreSQL server (dropped afterwards)
+        /// instead of a temporary SQLite file.
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackupFormat {
+    Snapshot,
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +245,50 @@ async fn main() -> anyhow::Result<()> {
                 duration: std::time::Duration::from_secs(duration),
             })
             .await
+        }
+        Command::Backup {
+            check: Some(BackupCheck::Verify { file, postgres }),
+            ..
+        } => {
+            let scratch = match postgres {
+                Some(url) => backup::Scratch::Postgres(url),
+                None => backup::Scratch::Sqlite,
+            };
+            let summary = backup::verify(&file, scratch)
+                .await
+                .with_context(|| format!("{} did not verify", file.display()))?;
+            println!("{} verified: {summary}", file.display());
+            Ok(())
+        }
+        Command::Backup {
+            check: None,
+            file,
+            format,
+        } => {
+            let file = file
+                .context("give the FILE to write, e.g. keping backup keping-2026-01-31.sqlite")?;
+            let db = keping_store::Db::connect(&config.database_url()).await?;
+            let version = env!("CARGO_PKG_VERSION");
+            let summary = match format {
+                None => backup::create(&db, &file, version).await,
+                Some(BackupFormat::Snapshot) => backup::snapshot(&db, &file, version).await,
+                Some(BackupFormat::Export) => backup::export(&db, &file, version).await,
+            }
+            .with_context(|| format!("cannot back up to {}", file.display()))?;
+            println!("{} written: {summary}", file.display());
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let db = keping_store::Db::open(&config.database_url()).await?;
+            let summary = backup::restore(&db, &file)
+                .await
+                .with_context(|| format!("{} was not restored", file.display()))?;
+            println!(
+                "{} restored into {}: {summary}",
+                file.display(),
+                config.database_url_for_display()
+            );
+            Ok(())
         }
         Command::Bench(Bench::Platform {
             postgres,

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod customers;
+pub mod data;
 pub mod evaluation;
 pub mod notify;
 pub mod org;

@@ -42,6 +42,13 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Connects (creating a SQLite file and its directory when needed) and runs pending migrations.
     pub async fn connect(url: &str) -> Result<Db> {
+        let db = Db::open(url).await?;
+        migrate::run(&db).await?;
+        Ok(db)
+    }
+
+    /// Connects without migrating (a backup being restored migrates step by step).
+    pub async fn open(url: &str) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
@@ -89,13 +96,16 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let db = Db {
+        Ok(Db {
             pool,
             backend,
             url: url.clone(),
-        };
-        migrate::run(&db).await?;
-        Ok(db)
+        })
+    }
+
+    /// Applies the migrations up to version `upto` (all when None).
+    pub async fn migrate_to(&self, upto: Option<i64>) -> Result<()> {
+        migrate::run_to(self, upto).await
     }
 
     /// A round trip to the database, for health checks.

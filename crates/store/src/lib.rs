@@ -10,7 +10,9 @@ mod migrate;
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod customers;
+pub mod data;
 pub mod evaluation;
 pub mod history;
 pub mod notify;

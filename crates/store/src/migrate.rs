@@ -24,7 +24,17 @@ const STEPS: &[(i64, &str, &str)] = &[
         "customers",
         include_str!("../migrations/0004_customers.sql"),
     ),
+    (
+        5,
+        "data_management",
+        include_str!("../migrations/0005_data_management.sql"),
+    ),
 ];
+
+/// The schema version this build migrates to.
+pub fn latest() -> i64 {
+    STEPS.iter().map(|(v, _, _)| *v).max().unwrap_or(0)
+}
 
 fn render(sql: &str, backend: Backend) -> String {
     let (id, path, blob) = match backend {
@@ -45,6 +55,12 @@ fn render(sql: &str, backend: Backend) -> String {
 }
 
 pub(crate) async fn run(db: &Db) -> Result<()> {
+    run_to(db, None).await
+}
+
+/// Applies the pending steps up to `upto` (all of them when None); a backup restores into a
+/// database migrated to the backup's own version and then takes the rest.
+pub(crate) async fn run_to(db: &Db, upto: Option<i64>) -> Result<()> {
     let mut tx = db.begin().await?;
     if db.backend == Backend::Postgres {
         // several instances may start at once: one migrates, the others wait
@@ -59,7 +75,7 @@ pub(crate) async fn run(db: &Db) -> Result<()> {
         .fetch_all(&mut *tx)
         .await?;
     for (version, name, sql) in STEPS {
-        if done.iter().any(|(v,)| v == version) {
+        if done.iter().any(|(v,)| v == version) || upto.is_some_and(|u| *version > u) {
             continue;
         }
         for statement in render(sql, db.backend)

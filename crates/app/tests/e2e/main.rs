@@ -14,6 +14,7 @@ mod api_scope;
 mod browser;
 mod browser_kiosk;
 mod crash;
+mod data_mgmt;
 mod live;
 mod outbox;
 

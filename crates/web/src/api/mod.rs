@@ -4,6 +4,7 @@ pub(crate) mod accounts;
 pub(crate) mod audit;
 mod auth;
 pub(crate) mod customers;
+pub(crate) mod data;
 pub(crate) mod device;
 pub(crate) mod evaluation;
 mod notify;
@@ -19,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 #[openapi(
     info(title = "keping API", description = "客评 keping: customer evaluation and customer relationship management. Errors answer {\"error\":{\"code\",\"message\",\"field\"}}; lists answer {\"items\",\"next_cursor\"} and take limit (1–500, default 50) and cursor."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "org"), (name = "accounts"), (name = "tokens"), (name = "audit"), (name = "evaluation"), (name = "notify"), (name = "customers"), (name = "device", description = "For evaluation terminals: the terminal's own token is the bearer."))
+    tags((name = "auth"), (name = "org"), (name = "accounts"), (name = "tokens"), (name = "audit"), (name = "evaluation"), (name = "notify"), (name = "customers"), (name = "data", description = "Data management: cleanup (数据清理), retention, backup (数据备份)."), (name = "device", description = "For evaluation terminals: the terminal's own token is the bearer."))
 )]
 struct ApiDoc;
 
@@ -46,4 +47,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(device::router())
         .merge(notify::router())
         .merge(customers::router())
+        .merge(data::router())
 }

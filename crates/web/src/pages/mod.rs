@@ -3,6 +3,7 @@
 mod account;
 mod audit;
 mod customers;
+mod data;
 mod evaluation;
 mod home;
 mod kiosk;
@@ -69,6 +70,11 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(account::page))
         .route("/account/password", post(account::change_password))
         .route("/audit", get(audit::page))
+        .route("/data", get(data::page))
+        .route("/data/cleanups", post(data::start))
+        .route("/data/cleanups/{id}", get(data::run_page))
+        .route("/data/retention", post(data::save_retention))
+        .route("/data/backup", get(data::backup))
         .route("/monitor", get(monitor::page))
         .route("/monitor/events", get(monitor::events))
         .route("/kiosk", get(kiosk::page))
