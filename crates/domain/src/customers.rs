@@ -199,9 +199,10 @@ impl Phone {
         // 010-62345678-123: a short last group after a full landline is its extension
         if ext.is_none() && groups.len() >= 3 && groups[0].starts_with('0') {
             let last = groups.last().expect("three groups");
-            if last.len() <= 5 {
+            let before = groups[..groups.len() - 1].concat();
+            if last.len() <= 5 && before.len() >= 10 {
                 ext = Some(last.clone());
-                all = groups[..groups.len() - 1].concat();
+                all = before;
             }
         }
         let national = if international {
