@@ -281,6 +281,8 @@ pub struct Sql {
     args: Vec<Arg>,
     /// Plain `?` placeholders instead of `$n` (SQLite only; see [`Sql::bulk`]).
     positional: bool,
+    /// Whether the prepared statement is kept for reuse (see [`Sql::bulk`]).
+    cached: bool,
 }
 
 impl Sql {
@@ -289,15 +291,19 @@ impl Sql {
             text: text.to_string(),
             args: Vec::new(),
             positional: false,
+            cached: true,
         }
     }
 
     /// For statements with hundreds or thousands of parameters (multi-row INSERTs, batches). On
     /// SQLite their placeholders are plain `?`: sqlx binds a `$n` by asking SQLite for each
-    /// parameter's name, a linear search, which makes binding n parameters cost n².
+    /// parameter's name, a linear search, which makes binding n parameters cost n². Their text
+    /// varies with the number of rows, so they are not kept as prepared statements: each
+    /// connection would keep a hundred large ones.
     pub fn bulk(backend: Backend, text: &str) -> Sql {
         Sql {
             positional: backend == Backend::Sqlite,
+            cached: false,
             ..Sql::new(text)
         }
     }
@@ -389,7 +395,7 @@ impl Sql {
     }
 
     fn query(&self) -> sqlx::query::Query<'_, Any, AnyArguments<'_>> {
-        let mut q = sqlx::query(&self.text);
+        let mut q = sqlx::query(&self.text).persistent(self.cached);
         for a in &self.args {
             q = match a.clone() {
                 Arg::Int(v) => q.bind(v),
