@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod customers;
 pub mod evaluation;
+pub mod grading;
 pub mod notify;
 pub mod org;
 pub mod scope;

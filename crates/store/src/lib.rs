@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod audit;
 pub mod customers;
 pub mod evaluation;
+pub mod grading;
 pub mod history;
 pub mod notify;
 pub mod org;

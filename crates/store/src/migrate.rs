@@ -24,6 +24,7 @@ const STEPS: &[(i64, &str, &str)] = &[
         "customers",
         include_str!("../migrations/0004_customers.sql"),
     ),
+    (6, "grading", include_str!("../migrations/0006_grading.sql")),
 ];
 
 fn render(sql: &str, backend: Backend) -> String {
@@ -79,6 +80,7 @@ pub(crate) async fn run(db: &Db) -> Result<()> {
         .await?;
         tracing::info!(version, name, "migration applied");
     }
+    crate::grading::install_templates(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
