@@ -28,8 +28,7 @@ impl Period {
             )
         };
         let (y, m) = s.trim().split_once('-').ok_or_else(bad)?;
-        if y.len() != 4 || m.len() != 2 || !y.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
-        {
+        if y.len() != 4 || m.len() != 2 || !y.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         let year: i32 = y.parse().map_err(|_| bad())?;
@@ -287,12 +286,16 @@ impl ScoringModel {
                     format!("criterion code '{}' appears twice", c.code),
                 ));
             }
-            if metric(&c.code).is_some() && !matches!(parse_source(&c.input), Some(Source::Metric(m)) if m.code == c.code)
+            if metric(&c.code).is_some()
+                && !matches!(parse_source(&c.input), Some(Source::Metric(m)) if m.code == c.code)
             {
                 return Err(Invalid::new(
                     &f("code"),
                     "reserved",
-                    format!("'{}' is a metric's code; give the criterion another code", c.code),
+                    format!(
+                        "'{}' is a metric's code; give the criterion another code",
+                        c.code
+                    ),
                 ));
             }
             crate::validate::required_text(&f("name"), &c.name, 100)?;
@@ -307,7 +310,11 @@ impl ScoringModel {
                 let message = match c.input.strip_prefix("metric:") {
                     Some(m) => format!(
                         "there is no metric '{m}'; known metrics: {}",
-                        METRICS.iter().map(|m| m.code).collect::<Vec<_>>().join(", ")
+                        METRICS
+                            .iter()
+                            .map(|m| m.code)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     None => "input is 'manual', 'metric:<code>' or 'events'".to_string(),
                 };
@@ -368,7 +375,11 @@ impl ScoringModel {
                 "gap",
                 format!(
                     "no grade starts at 0 or below: totals from 0 up to {} would have no grade",
-                    num(self.grades.iter().map(|g| g.min).fold(f64::INFINITY, f64::min))
+                    num(self
+                        .grades
+                        .iter()
+                        .map(|g| g.min)
+                        .fold(f64::INFINITY, f64::min))
                 ),
             ));
         }
@@ -402,7 +413,10 @@ impl ScoringModel {
                     return Err(Invalid::new(
                         &f("to"),
                         "empty_range",
-                        format!("from and to are both {}: a range needs two ends", num(*from)),
+                        format!(
+                            "from and to are both {}: a range needs two ends",
+                            num(*from)
+                        ),
                     ));
                 }
                 Ok(())
@@ -615,49 +629,46 @@ pub fn check_value<'m>(
             )),
         };
     }
-    for m in models {
-        for c in m.criteria.iter().filter(|c| c.code == key) {
-            if c.takes_assessment() && matches!(value, Value::Number(n) if n.is_finite()) {
-                return Ok(());
-            }
-            if c.source() != Source::Manual {
-                return Err(Invalid::new(
-                    &field,
-                    "invalid_type",
-                    format!("an assessor's score for '{}' is a number", c.name),
-                ));
-            }
-            match (&c.normalize, value) {
-                (Normalize::Map { values }, Value::Text(t)) if values.contains_key(t.trim()) => {
-                    return Ok(())
-                }
-                (Normalize::Map { values }, _) => {
-                    return Err(Invalid::new(
-                        &field,
-                        "invalid_choice",
-                        format!(
-                            "'{}' takes one of: {}",
-                            c.name,
-                            values.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ))
-                }
-                (_, Value::Number(n)) if n.is_finite() => return Ok(()),
-                (_, _) => {
-                    return Err(Invalid::new(
-                        &field,
-                        "invalid_type",
-                        format!("'{}' is a number", c.name),
-                    ))
-                }
-            }
-        }
+    // the first model that has a criterion of this code decides what it takes
+    let Some(c) = models
+        .into_iter()
+        .flat_map(|m| m.criteria.iter())
+        .find(|c| c.code == key)
+    else {
+        return Err(Invalid::new(
+            &field,
+            "unknown_input",
+            format!("'{key}' is neither a metric nor a manual criterion of a scoring model"),
+        ));
+    };
+    if c.takes_assessment() && matches!(value, Value::Number(n) if n.is_finite()) {
+        return Ok(());
     }
-    Err(Invalid::new(
-        &field,
-        "unknown_input",
-        format!("'{key}' is neither a metric nor a manual criterion of a scoring model"),
-    ))
+    if c.source() != Source::Manual {
+        return Err(Invalid::new(
+            &field,
+            "invalid_type",
+            format!("an assessor's score for '{}' is a number", c.name),
+        ));
+    }
+    match (&c.normalize, value) {
+        (Normalize::Map { values }, Value::Text(t)) if values.contains_key(t.trim()) => Ok(()),
+        (Normalize::Map { values }, _) => Err(Invalid::new(
+            &field,
+            "invalid_choice",
+            format!(
+                "'{}' takes one of: {}",
+                c.name,
+                values.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        (_, Value::Number(n)) if n.is_finite() => Ok(()),
+        (_, _) => Err(Invalid::new(
+            &field,
+            "invalid_type",
+            format!("'{}' is a number", c.name),
+        )),
+    }
 }
 
 /// How one criterion scored for one customer.
@@ -679,9 +690,13 @@ pub enum Why {
     /// No input for the period: scores 0.
     Missing,
     /// Taken as a score (clamped when outside the scale).
-    AsScore { clamped: bool },
+    AsScore {
+        clamped: bool,
+    },
     /// An assessor's score entered under the criterion's code (clamped to the scale).
-    Assessed { clamped: bool },
+    Assessed {
+        clamped: bool,
+    },
     Linear {
         from: f64,
         to: f64,
@@ -704,7 +719,11 @@ pub enum Why {
         of: usize,
     },
     Mapped,
-    Deducted { points: f64, max: f64, events: u32 },
+    Deducted {
+        points: f64,
+        max: f64,
+        events: u32,
+    },
 }
 
 /// A customer's score under a model.
@@ -1310,7 +1329,10 @@ pub struct LifecycleRule {
 pub fn lifecycle<'r>(rules: &'r [LifecycleRule], f: &AnnualFigures) -> Option<&'r str> {
     rules
         .iter()
-        .find(|r| r.all.iter().all(|c| c.holds(f)) && (r.any.is_empty() || r.any.iter().any(|c| c.holds(f))))
+        .find(|r| {
+            r.all.iter().all(|c| c.holds(f))
+                && (r.any.is_empty() || r.any.iter().any(|c| c.holds(f)))
+        })
         .map(|r| r.category.as_str())
 }
 
@@ -1325,15 +1347,67 @@ pub fn default_lifecycle_rules() -> Vec<LifecycleRule> {
         any,
     };
     vec![
-        rule("no_business", vec![c(F::SalesAmount, Op::Le, 0.0), c(F::Arrears, Op::Le, 0.0)], vec![]),
-        rule("dormant", vec![c(F::SalesAmount, Op::Lt, 20_000.0), c(F::Arrears, Op::Ge, 20_000.0)], vec![]),
-        rule("pending", vec![c(F::Arrears, Op::Gt, 0.0)], vec![c(F::SalesAmount, Op::Le, 0.0), c(F::Batches, Op::Lt, 2.0)]),
-        rule("deteriorating", vec![c(F::NewThisYear, Op::Eq, 0.0)], vec![c(F::SalesChangePct, Op::Le, -50.0), c(F::CollectionChangePoints, Op::Le, -10.0)]),
-        rule("new_effective", vec![c(F::NewThisYear, Op::Eq, 1.0), c(F::SalesAmount, Op::Gt, 100_000.0)], vec![]),
-        rule("new_ineffective", vec![c(F::NewThisYear, Op::Eq, 1.0), c(F::SalesAmount, Op::Lt, 100_000.0)], vec![]),
+        rule(
+            "no_business",
+            vec![c(F::SalesAmount, Op::Le, 0.0), c(F::Arrears, Op::Le, 0.0)],
+            vec![],
+        ),
+        rule(
+            "dormant",
+            vec![
+                c(F::SalesAmount, Op::Lt, 20_000.0),
+                c(F::Arrears, Op::Ge, 20_000.0),
+            ],
+            vec![],
+        ),
+        rule(
+            "pending",
+            vec![c(F::Arrears, Op::Gt, 0.0)],
+            vec![c(F::SalesAmount, Op::Le, 0.0), c(F::Batches, Op::Lt, 2.0)],
+        ),
+        rule(
+            "deteriorating",
+            vec![c(F::NewThisYear, Op::Eq, 0.0)],
+            vec![
+                c(F::SalesChangePct, Op::Le, -50.0),
+                c(F::CollectionChangePoints, Op::Le, -10.0),
+            ],
+        ),
+        rule(
+            "new_effective",
+            vec![
+                c(F::NewThisYear, Op::Eq, 1.0),
+                c(F::SalesAmount, Op::Gt, 100_000.0),
+            ],
+            vec![],
+        ),
+        rule(
+            "new_ineffective",
+            vec![
+                c(F::NewThisYear, Op::Eq, 1.0),
+                c(F::SalesAmount, Op::Lt, 100_000.0),
+            ],
+            vec![],
+        ),
         rule("new", vec![c(F::NewThisYear, Op::Eq, 1.0)], vec![]),
-        rule("normal", vec![c(F::SalesAmount, Op::Gt, 100_000.0), c(F::Batches, Op::Gt, 3.0), c(F::CollectionRate, Op::Gt, 95.0), c(F::ReturnRate, Op::Lt, 5.0)], vec![]),
-        rule("abnormal", vec![c(F::SalesAmount, Op::Gt, 100_000.0)], vec![c(F::CollectionRate, Op::Lt, 95.0), c(F::ReturnRate, Op::Gt, 5.0)]),
+        rule(
+            "normal",
+            vec![
+                c(F::SalesAmount, Op::Gt, 100_000.0),
+                c(F::Batches, Op::Gt, 3.0),
+                c(F::CollectionRate, Op::Gt, 95.0),
+                c(F::ReturnRate, Op::Lt, 5.0),
+            ],
+            vec![],
+        ),
+        rule(
+            "abnormal",
+            vec![c(F::SalesAmount, Op::Gt, 100_000.0)],
+            vec![
+                c(F::CollectionRate, Op::Lt, 95.0),
+                c(F::ReturnRate, Op::Gt, 5.0),
+            ],
+        ),
     ]
 }
 
@@ -1565,14 +1639,24 @@ mod tests {
             m.check().unwrap_err()
         };
         let e = err(&|m| m.criteria[1].weight = 0.0);
-        assert_eq!((e.field.as_str(), e.code), ("criteria[1].weight", "invalid_weight"));
+        assert_eq!(
+            (e.field.as_str(), e.code),
+            ("criteria[1].weight", "invalid_weight")
+        );
         let e = err(&|m| m.criteria[2].weight = -3.0);
         assert_eq!(e.code, "invalid_weight");
         let e = err(&|m| m.criteria[0].input = "metric:nope".into());
-        assert_eq!((e.field.as_str(), e.code), ("criteria[0].input", "unknown_metric"));
+        assert_eq!(
+            (e.field.as_str(), e.code),
+            ("criteria[0].input", "unknown_metric")
+        );
         let e = err(&|m| m.criteria[0].normalize = Normalize::Linear { from: 5.0, to: 5.0 });
         assert_eq!(e.code, "empty_range");
-        let band = |min, max| Band { min, max, score: 5.0 };
+        let band = |min, max| Band {
+            min,
+            max,
+            score: 5.0,
+        };
         let e = err(&|m| {
             m.criteria[4].normalize = Normalize::Bands {
                 bands: vec![band(0.0, 60.0), band(50.0, 101.0)],
@@ -1640,12 +1724,20 @@ mod tests {
 
     #[test]
     fn periods() {
-        assert_eq!(Period::parse("p", "2026-03").unwrap().to_string(), "2026-03");
-        for bad in ["2026-3", "2026-13", "26-03", "2026/03", "2026-00", "abcd-ef"] {
+        assert_eq!(
+            Period::parse("p", "2026-03").unwrap().to_string(),
+            "2026-03"
+        );
+        for bad in [
+            "2026-3", "2026-13", "26-03", "2026/03", "2026-00", "abcd-ef",
+        ] {
             assert!(Period::parse("p", bad).is_err(), "{bad}");
         }
         assert_eq!(
-            Period::parse("p", "2026-01").unwrap().previous().to_string(),
+            Period::parse("p", "2026-01")
+                .unwrap()
+                .previous()
+                .to_string(),
             "2025-12"
         );
     }
@@ -1677,13 +1769,34 @@ mod tests {
             return_rate: ret,
             arrears,
         };
-        assert_eq!(lifecycle(&rules, &f(0.0, 0.0, 0.0, 0.0, 0.0, false)), Some("no_business"));
-        assert_eq!(lifecycle(&rules, &f(0.0, 0.0, 0.0, 0.0, 5_000.0, false)), Some("pending"));
-        assert_eq!(lifecycle(&rules, &f(10_000.0, 5.0, 90.0, 1.0, 30_000.0, false)), Some("dormant"));
-        assert_eq!(lifecycle(&rules, &f(200_000.0, 5.0, 99.0, 1.0, 0.0, true)), Some("new_effective"));
-        assert_eq!(lifecycle(&rules, &f(50_000.0, 5.0, 99.0, 1.0, 0.0, true)), Some("new_ineffective"));
-        assert_eq!(lifecycle(&rules, &f(200_000.0, 5.0, 99.0, 1.0, 0.0, false)), Some("normal"));
-        assert_eq!(lifecycle(&rules, &f(200_000.0, 5.0, 90.0, 1.0, 0.0, false)), Some("abnormal"));
+        assert_eq!(
+            lifecycle(&rules, &f(0.0, 0.0, 0.0, 0.0, 0.0, false)),
+            Some("no_business")
+        );
+        assert_eq!(
+            lifecycle(&rules, &f(0.0, 0.0, 0.0, 0.0, 5_000.0, false)),
+            Some("pending")
+        );
+        assert_eq!(
+            lifecycle(&rules, &f(10_000.0, 5.0, 90.0, 1.0, 30_000.0, false)),
+            Some("dormant")
+        );
+        assert_eq!(
+            lifecycle(&rules, &f(200_000.0, 5.0, 99.0, 1.0, 0.0, true)),
+            Some("new_effective")
+        );
+        assert_eq!(
+            lifecycle(&rules, &f(50_000.0, 5.0, 99.0, 1.0, 0.0, true)),
+            Some("new_ineffective")
+        );
+        assert_eq!(
+            lifecycle(&rules, &f(200_000.0, 5.0, 99.0, 1.0, 0.0, false)),
+            Some("normal")
+        );
+        assert_eq!(
+            lifecycle(&rules, &f(200_000.0, 5.0, 90.0, 1.0, 0.0, false)),
+            Some("abnormal")
+        );
         let mut halved = f(200_000.0, 5.0, 99.0, 1.0, 0.0, false);
         halved.last_year_sales_amount = 500_000.0;
         assert_eq!(lifecycle(&rules, &halved), Some("deteriorating"));

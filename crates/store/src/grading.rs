@@ -138,7 +138,10 @@ async fn insert_version(
 /// reach, and models of the orgs above the caller's own (they are made for the caller's subtree).
 fn model_visible<'s>(sql: &'s mut Sql, scope: &Scope) -> &'s mut Sql {
     sql.push("(m.org_id IS NULL OR ")
-        .reach("o.path", &scope.reach_any(&["grading.view", "grading.manage"]))
+        .reach(
+            "o.path",
+            &scope.reach_any(&["grading.view", "grading.manage"]),
+        )
         .push(" OR ")
         .in_ids("m.org_id", &scope.org_path.ids())
         .push(")")
@@ -172,19 +175,21 @@ pub async fn list_models(db: &Db, scope: &Scope) -> Result<Vec<ModelSummary>> {
     let rows: Vec<ModelRow> = sql.fetch_all(&db.pool).await?;
     Ok(rows
         .into_iter()
-        .map(|(id, template, name, org_id, _, version, updated_at, def)| {
-            let d = parse_definition(&def);
-            ModelSummary {
-                id,
-                template,
-                name,
-                org_id,
-                version,
-                scale: d.scale,
-                criteria: d.criteria.len(),
-                updated_at,
-            }
-        })
+        .map(
+            |(id, template, name, org_id, _, version, updated_at, def)| {
+                let d = parse_definition(&def);
+                ModelSummary {
+                    id,
+                    template,
+                    name,
+                    org_id,
+                    version,
+                    scale: d.scale,
+                    criteria: d.criteria.len(),
+                    updated_at,
+                }
+            },
+        )
         .collect())
 }
 
@@ -320,7 +325,7 @@ pub async fn update_model(
 ) -> Result<ModelVersion> {
     require(scope, "grading.manage")?;
     let mut tx = db.begin().await?;
-    let current = model_version(&mut *tx, scope, id, None).await;
+    let current = model_version(&mut tx, scope, id, None).await;
     let current = match current {
         Ok(c) => c,
         Err(e) => return Err(e),
@@ -896,7 +901,10 @@ fn widest_root(scope: &Scope) -> String {
             .iter()
             .chain(&nodes)
             .min_by_key(|p| p.depth())
-            .map_or_else(|| scope.org_path.as_str().to_string(), |p| p.as_str().to_string()),
+            .map_or_else(
+                || scope.org_path.as_str().to_string(),
+                |p| p.as_str().to_string(),
+            ),
         Reach::Nothing => scope.org_path.as_str().to_string(),
     }
 }
@@ -920,18 +928,13 @@ async fn population(
     sql.push(" ORDER BY c.id");
     let rows: Vec<(i64, Option<String>, Option<String>)> = sql.fetch_all(&mut *tx).await?;
     let mut events: HashMap<i64, HashMap<String, u32>> = HashMap::new();
-    if model
-        .criteria
-        .iter()
-        .any(|c| c.source() == Source::Events)
-    {
-        let rows: Vec<(i64, String, i64)> = Sql::new(
-            "SELECT customer_id, kind, COUNT(*) FROM scoring_events WHERE period = ",
-        )
-        .arg(period)
-        .push(" GROUP BY customer_id, kind")
-        .fetch_all(&mut *tx)
-        .await?;
+    if model.criteria.iter().any(|c| c.source() == Source::Events) {
+        let rows: Vec<(i64, String, i64)> =
+            Sql::new("SELECT customer_id, kind, COUNT(*) FROM scoring_events WHERE period = ")
+                .arg(period)
+                .push(" GROUP BY customer_id, kind")
+                .fetch_all(&mut *tx)
+                .await?;
         for (c, kind, n) in rows {
             events.entry(c).or_default().insert(kind, n as u32);
         }
@@ -1018,7 +1021,11 @@ async fn insert_results(
                 members[i].customer_id, scored[i].score
             ))
             .arg(scored[i].grade.as_str())
-            .push(&format!(", {}, {}, ", code(classes[i].0), code(classes[i].1)))
+            .push(&format!(
+                ", {}, {}, ",
+                code(classes[i].0),
+                code(classes[i].1)
+            ))
             .arg(scored[i].stored_breakdown())
             .push(")");
         }
@@ -1168,7 +1175,7 @@ pub async fn customer_grade(
             m
         }
     };
-    let model = model_version(&mut *tx, scope, model_id, None).await?;
+    let model = model_version(&mut tx, scope, model_id, None).await?;
     let mut sql = Sql::new("SELECT r.id, r.model_version, g.customer_id, r.period, g.score, g.grade, g.abc, g.scale_tier, g.breakdown, r.created_at FROM grade_results g JOIN scoring_runs r ON r.id = g.run_id WHERE g.customer_id = ");
     sql.arg(customer_id)
         .push(" AND r.model_id = ")
@@ -1193,7 +1200,7 @@ async fn grade_of(
     let definition = if version == model.version {
         model.definition()
     } else {
-        model_version(&mut **tx, scope, model.id, Some(version))
+        model_version(tx, scope, model.id, Some(version))
             .await?
             .definition()
     };
@@ -1237,7 +1244,7 @@ pub async fn grade_history(
     require(scope, "grading.view")?;
     let mut tx = db.read().await?;
     visible_customer(&mut *tx, scope, customer_id).await?;
-    model_version(&mut *tx, scope, model_id, None).await?;
+    model_version(&mut tx, scope, model_id, None).await?;
     let rows: Vec<(i64, String, i64, f64, String, i64)> = Sql::new("SELECT r.id, r.period, r.model_version, g.score, g.grade, r.created_at FROM grade_results g JOIN scoring_runs r ON r.id = g.run_id WHERE g.customer_id = ")
         .arg(customer_id)
         .push(" AND r.model_id = ")
@@ -1392,7 +1399,13 @@ pub async fn run_diff(
         new: 0,
         gone: 0,
     };
-    let model = model_version(&mut *db.pool.acquire().await?, scope, run.model_id, Some(run.model_version)).await?;
+    let model = model_version(
+        &mut *db.pool.acquire().await?,
+        scope,
+        run.model_id,
+        Some(run.model_version),
+    )
+    .await?;
     // a grade's rank: bands with a higher min are better
     let mut bands = model.grades.clone();
     bands.sort_by(|a, b| b.min.total_cmp(&a.min));
@@ -1401,7 +1414,14 @@ pub async fn run_diff(
         diff.new = run.scored;
         return Ok(diff);
     };
-    type Row = (i64, String, Option<f64>, Option<String>, Option<f64>, Option<String>);
+    type Row = (
+        i64,
+        String,
+        Option<f64>,
+        Option<String>,
+        Option<f64>,
+        Option<String>,
+    );
     let side = |this: i64, other: i64, outer: bool| {
         let mut sql = Sql::new("SELECT c.id, c.name, a.score, a.grade, b.score, b.grade FROM grade_results a JOIN customers c ON c.id = a.customer_id JOIN orgs o ON o.id = c.org_id LEFT JOIN grade_results b ON b.customer_id = a.customer_id AND b.run_id = ");
         sql.arg(other).push(" WHERE a.run_id = ").arg(this);
@@ -1485,9 +1505,10 @@ fn customer_key(header: &str) -> Option<CustomerKey> {
 fn input_key(header: &str, models: &[ScoringModel]) -> Option<String> {
     let h = header.trim();
     let lower = h.to_lowercase();
-    if let Some(m) = rules::METRICS.iter().find(|m| {
-        m.code == lower || m.name_zh == h || m.name_en.to_lowercase() == lower
-    }) {
+    if let Some(m) = rules::METRICS
+        .iter()
+        .find(|m| m.code == lower || m.name_zh == h || m.name_en.to_lowercase() == lower)
+    {
         return Some(m.code.to_string());
     }
     models
@@ -1519,7 +1540,10 @@ pub async fn import_inputs(
         .rows
         .iter()
         .take(20)
-        .position(|r| r.iter().any(|c| c.text().as_deref().and_then(customer_key).is_some()))
+        .position(|r| {
+            r.iter()
+                .any(|c| c.text().as_deref().and_then(customer_key).is_some())
+        })
         .ok_or_else(|| {
             Invalid::new(
                 "file",
@@ -1551,7 +1575,9 @@ pub async fn import_inputs(
         }
     }
     let mut rejected = Vec::new();
-    let mut rows: Vec<(usize, String, Vec<(String, Option<Value>)>)> = Vec::new();
+    // (row number, the customer as named, the values)
+    type Row = (usize, String, Vec<(String, Option<Value>)>);
+    let mut rows: Vec<Row> = Vec::new();
     let data = &sheet.rows[header_index + 1..];
     for (n, r) in data.iter().enumerate() {
         let row_no = sheet.first_row + header_index + 1 + n;
@@ -1671,7 +1697,10 @@ pub async fn import_inputs(
     }
     Ok(InputsImport {
         period,
-        rows: data.iter().filter(|r| r.iter().any(|c| c.text().is_some())).count(),
+        rows: data
+            .iter()
+            .filter(|r| r.iter().any(|c| c.text().is_some()))
+            .count(),
         accepted,
         rejected,
         mapping,
@@ -1685,9 +1714,14 @@ pub async fn import_inputs(
 pub async fn export_xlsx(db: &Db, scope: &Scope, run_id: i64) -> Result<Vec<u8>> {
     require(scope, "grading.view")?;
     let run = get_run(db, scope, run_id).await?;
-    let model = model_version(&mut *db.pool.acquire().await?, scope, run.model_id, Some(run.model_version))
-        .await?
-        .definition();
+    let model = model_version(
+        &mut *db.pool.acquire().await?,
+        scope,
+        run.model_id,
+        Some(run.model_version),
+    )
+    .await?
+    .definition();
     let mut sql = Sql::new("SELECT g.customer_id, c.name, c.code, g.score, g.grade, g.abc, g.scale_tier, g.breakdown FROM grade_results g JOIN customers c ON c.id = g.customer_id JOIN orgs o ON o.id = c.org_id WHERE g.run_id = ");
     sql.arg(run_id).push(" AND ");
     reachable(&mut sql, scope, "customer.view");
@@ -1709,11 +1743,24 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, run_id: i64) -> Result<Vec<u8>>
     let mut book = rust_xlsxwriter::Workbook::new();
     let sheet = book.add_worksheet();
     let bold = rust_xlsxwriter::Format::new().set_bold();
-    let mut headers: Vec<String> = ["客户ID", "客户编号", "客户名称", "得分", "等级", "ABC", "规模"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    headers.extend(model.criteria.iter().map(|c| format!("{}({})", c.name, c.weight)));
+    let mut headers: Vec<String> = [
+        "客户ID",
+        "客户编号",
+        "客户名称",
+        "得分",
+        "等级",
+        "ABC",
+        "规模",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    headers.extend(
+        model
+            .criteria
+            .iter()
+            .map(|c| format!("{}({})", c.name, c.weight)),
+    );
     for (i, h) in headers.iter().enumerate() {
         sheet
             .write_string_with_format(0, i as u16, h, &bold)
@@ -1735,9 +1782,7 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, run_id: i64) -> Result<Vec<u8>>
             .write_string(r, 6, tier.as_deref().unwrap_or(""))
             .map_err(xlsx)?;
         for (i, l) in lines(&model, breakdown).iter().enumerate() {
-            sheet
-                .write_number(r, 7 + i as u16, l.score)
-                .map_err(xlsx)?;
+            sheet.write_number(r, 7 + i as u16, l.score).map_err(xlsx)?;
         }
     }
     let bytes = book.save_to_buffer().map_err(xlsx)?;

@@ -13,6 +13,7 @@ both!(
     inputs_runs_history_and_diff,
     scope_holds_for_grades_and_runs,
     import_and_export,
+    grading_pages,
 );
 
 async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
@@ -145,7 +146,13 @@ async fn templates_reproduce_the_seeds(app: TestApp) {
     // §4.3: deductions from recorded events, capped at the criterion's points
     let points = template_id(&app, "points_deduction").await;
     let shop = customer(&app, admin, json!({"name": "辽源零售户"})).await;
-    let (status, _) = put(&app, &format!("/api/v1/customers/{shop}/scoring-inputs/2026-02"), admin, json!({"values": {"sales_volume": 120, "sales_amount": 30000, "gross_profit": 4000}})).await;
+    let (status, _) = put(
+        &app,
+        &format!("/api/v1/customers/{shop}/scoring-inputs/2026-02"),
+        admin,
+        json!({"values": {"sales_volume": 120, "sales_amount": 30000, "gross_profit": 4000}}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     for (kind, day) in [
         ("non_channel", "2026-02-03"),
@@ -247,7 +254,10 @@ async fn models_versions_and_bad_models(app: TestApp) {
     assert_eq!(v2["version"], 2);
     assert_eq!(v2["versions"].as_array().unwrap().len(), 2);
     let (_, g1) = app
-        .get(&format!("/api/v1/customers/{c}/grades?model_id={id}"), admin)
+        .get(
+            &format!("/api/v1/customers/{c}/grades?model_id={id}"),
+            admin,
+        )
         .await;
     assert_eq!(g1["model_version"], 1);
     assert_eq!(g1["score"], 7.5);
@@ -280,7 +290,15 @@ async fn models_versions_and_bad_models(app: TestApp) {
         .get(&format!("/api/v1/scoring-models/{composite}"), admin)
         .await;
     let mut def = t.clone();
-    for k in ["id", "template", "org_id", "version", "current_version", "versions", "can_edit"] {
+    for k in [
+        "id",
+        "template",
+        "org_id",
+        "version",
+        "current_version",
+        "versions",
+        "can_edit",
+    ] {
         def.as_object_mut().unwrap().remove(k);
     }
     let r = put(
@@ -302,13 +320,45 @@ async fn models_versions_and_bad_models(app: TestApp) {
         m
     };
     let cases: Vec<(Value, &str, &str)> = vec![
-        (bad(&|m| m["criteria"][0]["weight"] = json!(0)), "invalid_weight", "criteria[0].weight"),
-        (bad(&|m| m["criteria"][1]["weight"] = json!(-2)), "invalid_weight", "criteria[1].weight"),
-        (bad(&|m| m["criteria"][1]["input"] = json!("metric:shoe_size")), "unknown_metric", "criteria[1].input"),
-        (bad(&|m| m["criteria"][1]["normalize"] = json!({"kind": "linear", "from": 3, "to": 3})), "empty_range", "criteria[1].normalize.to"),
-        (bad(&|m| m["criteria"][0]["normalize"] = json!({"kind": "bands", "bands": [{"min": 0, "max": 60, "score": 3}, {"min": 50, "max": 101, "score": 9}]})), "overlap", "criteria[0].normalize.bands[1].min"),
-        (bad(&|m| m["criteria"][0]["normalize"] = json!({"kind": "bands", "bands": [{"min": 0, "max": 50, "score": 3}, {"min": 60, "max": 101, "score": 9}]})), "gap", "criteria[0].normalize.bands[1].min"),
-        (bad(&|m| m["grades"] = json!([{"min": 5, "grade": "A"}])), "gap", "grades"),
+        (
+            bad(&|m| m["criteria"][0]["weight"] = json!(0)),
+            "invalid_weight",
+            "criteria[0].weight",
+        ),
+        (
+            bad(&|m| m["criteria"][1]["weight"] = json!(-2)),
+            "invalid_weight",
+            "criteria[1].weight",
+        ),
+        (
+            bad(&|m| m["criteria"][1]["input"] = json!("metric:shoe_size")),
+            "unknown_metric",
+            "criteria[1].input",
+        ),
+        (
+            bad(&|m| m["criteria"][1]["normalize"] = json!({"kind": "linear", "from": 3, "to": 3})),
+            "empty_range",
+            "criteria[1].normalize.to",
+        ),
+        (
+            bad(
+                &|m| m["criteria"][0]["normalize"] = json!({"kind": "bands", "bands": [{"min": 0, "max": 60, "score": 3}, {"min": 50, "max": 101, "score": 9}]}),
+            ),
+            "overlap",
+            "criteria[0].normalize.bands[1].min",
+        ),
+        (
+            bad(
+                &|m| m["criteria"][0]["normalize"] = json!({"kind": "bands", "bands": [{"min": 0, "max": 50, "score": 3}, {"min": 60, "max": 101, "score": 9}]}),
+            ),
+            "gap",
+            "criteria[0].normalize.bands[1].min",
+        ),
+        (
+            bad(&|m| m["grades"] = json!([{"min": 5, "grade": "A"}])),
+            "gap",
+            "grades",
+        ),
     ];
     for (body, code, field) in cases {
         let r = app.post("/api/v1/scoring-models", admin, body).await;
@@ -322,7 +372,10 @@ async fn models_versions_and_bad_models(app: TestApp) {
         )
         .await;
     assert!(
-        r.1["error"]["message"].as_str().unwrap().contains("50 to 60"),
+        r.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("50 to 60"),
         "{}",
         r.1
     );
@@ -359,40 +412,144 @@ async fn inputs_runs_history_and_diff(app: TestApp) {
     let inputs = |c: i64, p: &str| format!("/api/v1/customers/{c}/scoring-inputs/{p}");
 
     // wrong types, unknown inputs and bad periods are refused, and nothing is written
-    let r = put(&app, &inputs(a, "2026-01"), admin, json!({"values": {"return_rate": "low"}})).await;
-    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_type", Some("values.return_rate"));
-    let r = put(&app, &inputs(a, "2026-01"), admin, json!({"values": {"volume": 3, "shoe_size": 42}})).await;
-    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "unknown_input", Some("values.shoe_size"));
-    let r = put(&app, &inputs(a, "2026-01"), admin, json!({"values": {"volume": [1]}})).await;
-    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_type", Some("values.volume"));
+    let r = put(
+        &app,
+        &inputs(a, "2026-01"),
+        admin,
+        json!({"values": {"return_rate": "low"}}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_type",
+        Some("values.return_rate"),
+    );
+    let r = put(
+        &app,
+        &inputs(a, "2026-01"),
+        admin,
+        json!({"values": {"volume": 3, "shoe_size": 42}}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_input",
+        Some("values.shoe_size"),
+    );
+    let r = put(
+        &app,
+        &inputs(a, "2026-01"),
+        admin,
+        json!({"values": {"volume": [1]}}),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_type",
+        Some("values.volume"),
+    );
     for bad in ["2026-1", "2026-13", "202601", "last-month"] {
-        let r = put(&app, &inputs(a, bad), admin, json!({"values": {"volume": 3}})).await;
-        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_period", Some("period"));
+        let r = put(
+            &app,
+            &inputs(a, bad),
+            admin,
+            json!({"values": {"volume": 3}}),
+        )
+        .await;
+        assert_error(
+            &r,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_period",
+            Some("period"),
+        );
     }
     let (_, got) = app.get(&inputs(a, "2026-01"), admin).await;
     assert_eq!(got["values"], json!({}));
     let r = app
-        .post("/api/v1/scoring-runs", admin, json!({"model_id": id, "period": "2026/01"}))
+        .post(
+            "/api/v1/scoring-runs",
+            admin,
+            json!({"model_id": id, "period": "2026/01"}),
+        )
         .await;
-    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_period", Some("period"));
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_period",
+        Some("period"),
+    );
     let r = app
-        .post("/api/v1/scoring-runs", admin, json!({"model_id": 999_999, "period": "2026-01"}))
+        .post(
+            "/api/v1/scoring-runs",
+            admin,
+            json!({"model_id": 999_999, "period": "2026-01"}),
+        )
         .await;
-    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "not_found", Some("model_id"));
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_found",
+        Some("model_id"),
+    );
 
     // January: a is C, b is A
-    put(&app, &inputs(a, "2026-01"), admin, json!({"values": {"volume": 4, "return_rate": 5}})).await;
-    put(&app, &inputs(b, "2026-01"), admin, json!({"values": {"volume": 10, "return_rate": 1}})).await;
+    put(
+        &app,
+        &inputs(a, "2026-01"),
+        admin,
+        json!({"values": {"volume": 4, "return_rate": 5}}),
+    )
+    .await;
+    put(
+        &app,
+        &inputs(b, "2026-01"),
+        admin,
+        json!({"values": {"volume": 10, "return_rate": 1}}),
+    )
+    .await;
     // values arrive separately and merge; null removes one
-    let (_, merged) = put(&app, &inputs(b, "2026-01"), admin, json!({"values": {"complaints": 2}})).await;
-    assert_eq!(merged["values"], json!({"volume": 10.0, "return_rate": 1.0, "complaints": 2.0}));
-    let (_, merged) = put(&app, &inputs(b, "2026-01"), admin, json!({"values": {"complaints": null}})).await;
-    assert_eq!(merged["values"], json!({"volume": 10.0, "return_rate": 1.0}));
+    let (_, merged) = put(
+        &app,
+        &inputs(b, "2026-01"),
+        admin,
+        json!({"values": {"complaints": 2}}),
+    )
+    .await;
+    assert_eq!(
+        merged["values"],
+        json!({"volume": 10.0, "return_rate": 1.0, "complaints": 2.0})
+    );
+    let (_, merged) = put(
+        &app,
+        &inputs(b, "2026-01"),
+        admin,
+        json!({"values": {"complaints": null}}),
+    )
+    .await;
+    assert_eq!(
+        merged["values"],
+        json!({"volume": 10.0, "return_rate": 1.0})
+    );
     let jan = run(&app, admin, id, "2026-01").await;
     assert_eq!(jan["distribution"], json!({"A": 1, "C": 1}));
     // February: they swap
-    put(&app, &inputs(a, "2026-02"), admin, json!({"values": {"volume": 10, "return_rate": 1}})).await;
-    put(&app, &inputs(b, "2026-02"), admin, json!({"values": {"volume": 4, "return_rate": 5}})).await;
+    put(
+        &app,
+        &inputs(a, "2026-02"),
+        admin,
+        json!({"values": {"volume": 10, "return_rate": 1}}),
+    )
+    .await;
+    put(
+        &app,
+        &inputs(b, "2026-02"),
+        admin,
+        json!({"values": {"volume": 4, "return_rate": 5}}),
+    )
+    .await;
     let feb = run(&app, admin, id, "2026-02").await;
     assert_eq!(feb["previous_run_id"], jan["id"]);
     let (status, diff) = app
@@ -406,7 +563,10 @@ async fn inputs_runs_history_and_diff(app: TestApp) {
     assert_eq!(diff["unchanged"], 0);
 
     let (_, history) = app
-        .get(&format!("/api/v1/customers/{a}/grades/history?model_id={id}"), admin)
+        .get(
+            &format!("/api/v1/customers/{a}/grades/history?model_id={id}"),
+            admin,
+        )
         .await;
     let grades: Vec<&str> = history["items"]
         .as_array()
@@ -416,18 +576,33 @@ async fn inputs_runs_history_and_diff(app: TestApp) {
         .collect();
     assert_eq!(grades, ["C", "A"]);
     // the latest grade by default; results and runs list
-    let (_, latest) = app.get(&format!("/api/v1/customers/{a}/grades"), admin).await;
+    let (_, latest) = app
+        .get(&format!("/api/v1/customers/{a}/grades"), admin)
+        .await;
     assert_eq!(latest["period"], "2026-02");
     let (_, results) = app
-        .get(&format!("/api/v1/scoring-runs/{}/results?grade=A", feb["id"]), admin)
+        .get(
+            &format!("/api/v1/scoring-runs/{}/results?grade=A", feb["id"]),
+            admin,
+        )
         .await;
     assert_eq!(results["items"].as_array().unwrap().len(), 1);
     assert_eq!(results["items"][0]["customer_name"], "升级客户");
-    let runs = app.all(&format!("/api/v1/scoring-runs?model_id={id}&limit=1"), admin).await;
+    let runs = app
+        .all(
+            &format!("/api/v1/scoring-runs?model_id={id}&limit=1"),
+            admin,
+        )
+        .await;
     assert_eq!(runs.len(), 2);
     // a customer never graded under a model: 404
     let c = customer(&app, admin, json!({"name": "新客户"})).await;
-    let r = app.get(&format!("/api/v1/customers/{c}/grades?model_id={id}&period=2025-01"), admin).await;
+    let r = app
+        .get(
+            &format!("/api/v1/customers/{c}/grades?model_id={id}&period=2025-01"),
+            admin,
+        )
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
 }
 
@@ -436,7 +611,12 @@ async fn scope_holds_for_grades_and_runs(app: TestApp) {
     let root = app.root_id().await;
     let north = app.org("北区", "N", root).await;
     let south = app.org("南区", "S", root).await;
-    let perms = ["customer.view", "customer.edit", "grading.view", "grading.manage"];
+    let perms = [
+        "customer.view",
+        "customer.edit",
+        "grading.view",
+        "grading.manage",
+    ];
     let role = app.role("分级经理", &perms, "org_and_children").await;
     let (_, mgr_n) = app.person("mgr_n", north, role).await;
     let (_, mgr_s) = app.person("mgr_s", south, role).await;
@@ -445,17 +625,38 @@ async fn scope_holds_for_grades_and_runs(app: TestApp) {
     let s2 = customer(&app, &mgr_s, json!({"name": "南二"})).await;
     let composite = template_id(&app, "composite").await;
     for (c, t) in [(n1, &mgr_n), (s1, &mgr_s), (s2, &mgr_s)] {
-        let (status, body) = put(&app, &format!("/api/v1/customers/{c}/scoring-inputs/2026-05"), t, json!({"values": {"manager": 90, "sales_amount": 1_000_000}})).await;
+        let (status, body) = put(
+            &app,
+            &format!("/api/v1/customers/{c}/scoring-inputs/2026-05"),
+            t,
+            json!({"values": {"manager": 90, "sales_amount": 1_000_000}}),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     // the other branch's customer is 404 for inputs, events and grades
-    let r = put(&app, &format!("/api/v1/customers/{s1}/scoring-inputs/2026-05"), &mgr_n, json!({"values": {"manager": 10}})).await;
+    let r = put(
+        &app,
+        &format!("/api/v1/customers/{s1}/scoring-inputs/2026-05"),
+        &mgr_n,
+        json!({"values": {"manager": 10}}),
+    )
+    .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
-    let (_, s1_inputs) = app.get(&format!("/api/v1/customers/{s1}/scoring-inputs/2026-05"), &mgr_s).await;
+    let (_, s1_inputs) = app
+        .get(
+            &format!("/api/v1/customers/{s1}/scoring-inputs/2026-05"),
+            &mgr_s,
+        )
+        .await;
     assert_eq!(s1_inputs["values"]["manager"], 90.0);
     // a run over another branch: 404, nothing written
     let r = app
-        .post("/api/v1/scoring-runs", &mgr_n, json!({"model_id": composite, "period": "2026-05", "org_id": south}))
+        .post(
+            "/api/v1/scoring-runs",
+            &mgr_n,
+            json!({"model_id": composite, "period": "2026-05", "org_id": south}),
+        )
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
     // a run covers the caller's scope only
@@ -463,13 +664,30 @@ async fn scope_holds_for_grades_and_runs(app: TestApp) {
     assert_eq!(run_n["scored"], 1);
     let run_s = run(&app, &mgr_s, composite, "2026-05").await;
     assert_eq!(run_s["scored"], 2);
-    let r = app.get(&format!("/api/v1/scoring-runs/{}", run_s["id"]), &mgr_n).await;
+    let r = app
+        .get(&format!("/api/v1/scoring-runs/{}", run_s["id"]), &mgr_n)
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
-    let r = app.get(&format!("/api/v1/scoring-runs/{}/results", run_s["id"]), &mgr_n).await;
+    let r = app
+        .get(
+            &format!("/api/v1/scoring-runs/{}/results", run_s["id"]),
+            &mgr_n,
+        )
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
-    let r = app.get(&format!("/api/v1/customers/{s1}/grades?model_id={composite}"), &mgr_n).await;
+    let r = app
+        .get(
+            &format!("/api/v1/customers/{s1}/grades?model_id={composite}"),
+            &mgr_n,
+        )
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
-    let (status, g) = app.get(&format!("/api/v1/customers/{s1}/grades?model_id={composite}"), &mgr_s).await;
+    let (status, g) = app
+        .get(
+            &format!("/api/v1/customers/{s1}/grades?model_id={composite}"),
+            &mgr_s,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{g}");
     // the head office sees both runs
     let runs = app.all("/api/v1/scoring-runs", admin).await;
@@ -477,16 +695,34 @@ async fn scope_holds_for_grades_and_runs(app: TestApp) {
     let runs = app.all("/api/v1/scoring-runs", &mgr_n).await;
     assert_eq!(runs.len(), 1);
     // a model made in the south is not the north's
-    let (status, m) = app.post("/api/v1/scoring-models", &mgr_s, model([1.0, 1.0])).await;
+    let (status, m) = app
+        .post("/api/v1/scoring-models", &mgr_s, model([1.0, 1.0]))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{m}");
-    let r = app.get(&format!("/api/v1/scoring-models/{}", m["id"]), &mgr_n).await;
+    let r = app
+        .get(&format!("/api/v1/scoring-models/{}", m["id"]), &mgr_n)
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
-    let r = put(&app, &format!("/api/v1/scoring-models/{}", m["id"]), &mgr_n, model([2.0, 1.0])).await;
+    let r = put(
+        &app,
+        &format!("/api/v1/scoring-models/{}", m["id"]),
+        &mgr_n,
+        model([2.0, 1.0]),
+    )
+    .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
     // without grading permissions: 403
-    let viewer = app.role("只看客户", &["customer.view"], "org_and_children").await;
+    let viewer = app
+        .role("只看客户", &["customer.view"], "org_and_children")
+        .await;
     let (_, v) = app.person("viewer", north, viewer).await;
-    let r = app.post("/api/v1/scoring-runs", &v, json!({"model_id": composite, "period": "2026-05"})).await;
+    let r = app
+        .post(
+            "/api/v1/scoring-runs",
+            &v,
+            json!({"model_id": composite, "period": "2026-05"}),
+        )
+        .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden", None);
     let r = app.get("/api/v1/scoring-models", &v).await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden", None);
@@ -523,18 +759,27 @@ async fn import_and_export(app: TestApp) {
     assert_eq!(rejected[1]["row"], 5);
     assert_eq!(dry["ignored_columns"], json!(["备注"]));
     let (_, none) = app
-        .get(&format!("/api/v1/customers/{a}/scoring-inputs/2026-03"), admin)
+        .get(
+            &format!("/api/v1/customers/{a}/scoring-inputs/2026-03"),
+            admin,
+        )
         .await;
     assert_eq!(none["values"], json!({}));
     let resp = send(false).await.unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let (_, got) = app
-        .get(&format!("/api/v1/customers/{a}/scoring-inputs/2026-03"), admin)
+        .get(
+            &format!("/api/v1/customers/{a}/scoring-inputs/2026-03"),
+            admin,
+        )
         .await;
     assert_eq!(got["values"]["sales_amount"], 2_000_000.0);
     assert_eq!(got["values"]["return_rate"], 6.0);
     let (_, untouched) = app
-        .get(&format!("/api/v1/customers/{b}/scoring-inputs/2026-03"), admin)
+        .get(
+            &format!("/api/v1/customers/{b}/scoring-inputs/2026-03"),
+            admin,
+        )
         .await;
     assert_eq!(untouched["values"], json!({}));
 
@@ -542,7 +787,10 @@ async fn import_and_export(app: TestApp) {
     let r = run(&app, admin, composite, "2026-03").await;
     let resp = app
         .client
-        .get(format!("{}/api/v1/scoring-runs/{}/export", app.url, r["id"]))
+        .get(format!(
+            "{}/api/v1/scoring-runs/{}/export",
+            app.url, r["id"]
+        ))
         .bearer_auth(admin)
         .send()
         .await
@@ -550,6 +798,105 @@ async fn import_and_export(app: TestApp) {
     assert_eq!(resp.status(), StatusCode::OK);
     let bytes = resp.bytes().await.unwrap();
     assert!(bytes.starts_with(b"PK"), "an xlsx is a zip");
+}
+
+async fn grading_pages(app: TestApp) {
+    let admin = &app.admin_token;
+    let c = customer(&app, admin, json!({"name": "页面客户"})).await;
+    put(&app, &format!("/api/v1/customers/{c}/scoring-inputs/2026-01"), admin, json!({"values": {"sales_amount": 2_000_000, "sales_growth_yoy": 25, "collection_rate": 92, "return_rate": 6, "manager": 80}})).await;
+    let composite = template_id(&app, "composite").await;
+    let page = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let get = |path: String| {
+        let page = page.clone();
+        let url = format!("{}{path}", app.url);
+        async move {
+            let resp = page.get(url).send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+    let (status, html) = get("/grading".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("客户分级") && html.contains("客户综合评价"),
+        "{html}"
+    );
+    // a run from the page lands on the run's page
+    let resp = page
+        .post(format!("{}/grading/runs", app.url))
+        .form(&[
+            ("model_id", composite.to_string()),
+            ("period", "2026-01".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let run_page = resp.headers()["location"].to_str().unwrap().to_string();
+    let (status, html) = get(run_page.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("页面客户") && html.contains("grade-distribution"),
+        "{html}"
+    );
+    let (status, _) = get(format!("{run_page}/export")).await;
+    assert_eq!(status, StatusCode::OK);
+    // the grade card explains each line in words and numbers
+    let (status, html) = get(format!("/customers/{c}/grades?model_id={composite}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("70.5"), "{html}");
+    assert!(
+        html.contains("在 100000–2100000 之间按比例计 95 分"),
+        "{html}"
+    );
+    assert!(html.contains("95 × 30 / 100 = 28.5"), "{html}");
+    // the editor's live preview, and saving a template as a new model
+    let (status, html) = get(format!("/grading/models/{composite}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("definition"), "{html}");
+    let (_, t) = app
+        .get(&format!("/api/v1/scoring-models/{composite}"), admin)
+        .await;
+    let definition = json!({"name": "我的模型", "scale": t["scale"], "criteria": t["criteria"], "grades": t["grades"]}).to_string();
+    let resp = page
+        .post(format!("{}/grading/models/preview", app.url))
+        .form(&[
+            ("definition", definition.as_str()),
+            (
+                "samples",
+                r#"[{"name": "样例", "values": {"manager": 100}}]"#,
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("preview-table") && html.contains("样例"),
+        "{html}"
+    );
+    let bad = definition.replace("\"weight\":30", "\"weight\":0");
+    let resp = page
+        .post(format!("{}/grading/models/preview", app.url))
+        .form(&[("definition", bad.as_str()), ("samples", "[]")])
+        .send()
+        .await
+        .unwrap();
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("preview-error") && html.contains("criteria[0].weight"),
+        "{html}"
+    );
+    let resp = page
+        .post(format!("{}/grading/models/{composite}", app.url))
+        .form(&[("definition", definition.as_str()), ("samples", "[]")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, list) = app.get("/api/v1/scoring-models", admin).await;
+    assert!(list.to_string().contains("我的模型"));
 }
 
 /// Figures, not a timed test: `cargo test -p keping --test e2e grading_figures -- --ignored --nocapture`

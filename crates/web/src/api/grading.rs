@@ -379,7 +379,8 @@ async fn import_inputs(
             _ => {}
         }
     }
-    let file = file.ok_or_else(|| ApiError::invalid("file", "required", "send the sheet as 'file'"))?;
+    let file =
+        file.ok_or_else(|| ApiError::invalid("file", "required", "send the sheet as 'file'"))?;
     let period = period
         .ok_or_else(|| ApiError::invalid("period", "required", "name the period, YYYY-MM"))?;
     let outcome = store::import_inputs(&state.db, &caller.scope, &period, &file, dry_run).await?;

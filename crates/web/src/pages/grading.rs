@@ -65,7 +65,9 @@ pub fn explain(locale: Locale, l: &BreakdownLine, total_weight: f64) -> String {
             let reversed = from > to;
             match (en, reversed, clamped) {
                 (true, false, false) => format!("{input} within {f}–{t} scales to {score}"),
-                (true, true, false) => format!("{input} within {f}–{t} (lower is better) scales to {score}"),
+                (true, true, false) => {
+                    format!("{input} within {f}–{t} (lower is better) scales to {score}")
+                }
                 (true, _, true) => format!("{input} is beyond {f}–{t}: {score}"),
                 (false, false, false) => format!("{input} 在 {f}–{t} 之间按比例计 {score} 分"),
                 (false, true, false) => format!("{input} 在 {f}–{t} 之间倒序计 {score} 分"),
@@ -147,7 +149,11 @@ struct GradingPage {
 impl GradingPage {
     fn model_name(&self, m: &ModelSummary) -> String {
         match &m.template {
-            Some(t) => format!("{} ({})", m.name, self.shell.t(&format!("grading.template_{t}"))),
+            Some(t) => format!(
+                "{} ({})",
+                m.name,
+                self.shell.t(&format!("grading.template_{t}"))
+            ),
             None => m.name.clone(),
         }
     }
@@ -313,8 +319,8 @@ pub async fn model_page(
     let shell = Shell::new(&caller, "grading").crumb("nav.grading", "/grading");
     match store::get_model(&state.db, &caller.scope, id, q.version).await {
         Ok(model) => {
-            let definition = serde_json::to_string_pretty(&model.definition())
-                .expect("models serialise");
+            let definition =
+                serde_json::to_string_pretty(&model.definition()).expect("models serialise");
             draw_model(shell, model, definition, None)
         }
         Err(e) => error_page(shell, e),
@@ -327,7 +333,10 @@ fn draw_model(
     definition: String,
     error: Option<String>,
 ) -> Response {
-    let shell = shell.crumb(&model.name.clone(), &format!("/grading/models/{}", model.id));
+    let shell = shell.crumb(
+        &model.name.clone(),
+        &format!("/grading/models/{}", model.id),
+    );
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -357,7 +366,10 @@ fn parse_model(locale: Locale, json: &str) -> Result<ScoringModel, String> {
     let model: ScoringModel = serde_json::from_str(json).map_err(|e| {
         format!(
             "{}: {e}",
-            locale.pick("模型格式有误", "the model is not valid JSON of the model format")
+            locale.pick(
+                "模型格式有误",
+                "the model is not valid JSON of the model format"
+            )
         )
     })?;
     model
@@ -433,7 +445,10 @@ pub async fn preview(caller: PageCaller, Form(f): Form<ModelFields>) -> Response
         Ok(s) => s,
         Err(e) => {
             return render(&fragment(
-                Some(format!("{}: {e}", locale.pick("样例客户格式有误", "samples"))),
+                Some(format!(
+                    "{}: {e}",
+                    locale.pick("样例客户格式有误", "samples")
+                )),
                 vec![],
                 vec![],
             ))
