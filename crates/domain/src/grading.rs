@@ -587,11 +587,41 @@ impl ScoringModel {
 // ---------------------------------------------------------------- inputs and scoring
 
 /// One input value: a number, or a text for `map` criteria.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Value {
     Number(f64),
     Text(String),
+}
+
+/// Read by hand rather than as an untagged enum: a run reads a million of these, and untagged
+/// enums buffer every value first.
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or a text")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+                Ok(Value::Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+                Ok(Value::Number(v as f64))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::Text(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Value, E> {
+                Ok(Value::Text(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Value {
@@ -738,34 +768,53 @@ impl Scored {
     /// The breakdown as stored with a result: per line `[input, score, rule, numbers…]`, short
     /// enough for a million results a run; [`read_breakdown`] restores the rest from the model.
     pub fn stored_breakdown(&self) -> String {
-        use serde_json::json;
-        let lines: Vec<serde_json::Value> = self
-            .breakdown
-            .iter()
-            .map(|l| {
-                let input = match &l.input {
-                    None => serde_json::Value::Null,
-                    Some(Value::Number(n)) => json!(n),
-                    Some(Value::Text(t)) => json!(t),
-                };
-                let flag = |b: bool| u8::from(b);
-                match &l.why {
-                    Why::Missing => json!([input, l.score, "m"]),
-                    Why::AsScore { clamped } => json!([input, l.score, "s", flag(*clamped)]),
-                    Why::Assessed { clamped } => json!([input, l.score, "a", flag(*clamped)]),
-                    Why::Linear { clamped, .. } => json!([input, l.score, "l", flag(*clamped)]),
-                    Why::Band { index, .. } => json!([input, l.score, "b", index]),
-                    Why::NoBand => json!([input, l.score, "n"]),
-                    Why::Rank { rank, of, band } => json!([input, l.score, "r", rank, of, band]),
-                    Why::Percentile { below, of } => json!([input, l.score, "p", below, of]),
-                    Why::Mapped => json!([input, l.score, "t"]),
-                    Why::Deducted { points, events, .. } => {
-                        json!([input, l.score, "d", points, events])
-                    }
+        use std::fmt::Write;
+        // written by hand: a run writes a million of these
+        let mut out = String::with_capacity(24 * self.breakdown.len() + 2);
+        out.push('[');
+        for (i, l) in self.breakdown.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            match &l.input {
+                None => out.push_str("null"),
+                Some(Value::Number(n)) => out.push_str(&json_number(*n)),
+                Some(Value::Text(t)) => {
+                    out.push_str(&serde_json::Value::String(t.clone()).to_string())
                 }
-            })
-            .collect();
-        serde_json::Value::Array(lines).to_string()
+            }
+            let _ = write!(out, ",{}", json_number(l.score));
+            let flag = |b: bool| u8::from(b);
+            let _ = match &l.why {
+                Why::Missing => write!(out, ",\"m\""),
+                Why::AsScore { clamped } => write!(out, ",\"s\",{}", flag(*clamped)),
+                Why::Assessed { clamped } => write!(out, ",\"a\",{}", flag(*clamped)),
+                Why::Linear { clamped, .. } => write!(out, ",\"l\",{}", flag(*clamped)),
+                Why::Band { index, .. } => write!(out, ",\"b\",{index}"),
+                Why::NoBand => write!(out, ",\"n\""),
+                Why::Rank { rank, of, band } => write!(out, ",\"r\",{rank},{of},{band}"),
+                Why::Percentile { below, of } => {
+                    write!(out, ",\"p\",{},{of}", json_number(*below))
+                }
+                Why::Mapped => write!(out, ",\"t\""),
+                Why::Deducted { points, events, .. } => {
+                    write!(out, ",\"d\",{},{events}", json_number(*points))
+                }
+            };
+            out.push(']');
+        }
+        out.push(']');
+        out
+    }
+}
+
+/// A finite number as JSON writes it (scores are finite; anything else is stored as 0).
+fn json_number(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:?}")
+    } else {
+        "0".into()
     }
 }
 
@@ -878,14 +927,64 @@ impl Population {
     }
 }
 
+/// What every customer's scoring needs from the model, worked out once per run.
+struct Prepared<'m> {
+    model: &'m ScoringModel,
+    /// Per criterion: the key its input is stored under, and whether an assessor's score may stand.
+    keys: Vec<(&'m str, bool)>,
+    /// Grade bands from the highest `min` down.
+    grades: Vec<&'m GradeBand>,
+    total_weight: f64,
+    population: Population,
+}
+
+impl Prepared<'_> {
+    fn grade_of(&self, total: f64) -> &str {
+        self.grades
+            .iter()
+            .find(|g| g.min <= total)
+            .or(self.grades.last())
+            .map_or("", |g| g.grade.as_str())
+    }
+}
+
+/// Populations at least this large are scored on two threads.
+const PARALLEL_FROM: usize = 20_000;
+
 /// Scores a whole population (a run, or a preview over sample customers): criteria that rank
 /// compare each customer with the others in `everyone`.
 pub fn score_all(model: &ScoringModel, everyone: &[&Inputs]) -> Vec<Scored> {
-    let population = Population::of(model, everyone);
-    everyone
-        .iter()
-        .map(|inp| score_one(model, inp, &population))
-        .collect()
+    let mut grades: Vec<&GradeBand> = model.grades.iter().collect();
+    grades.sort_by(|a, b| b.min.total_cmp(&a.min));
+    let prepared = Prepared {
+        model,
+        keys: model
+            .criteria
+            .iter()
+            .map(|c| (c.input_key(), c.takes_assessment()))
+            .collect(),
+        grades,
+        total_weight: model.total_weight(),
+        population: Population::of(model, everyone),
+    };
+    if everyone.len() < PARALLEL_FROM {
+        return everyone
+            .iter()
+            .map(|inp| score_one(&prepared, inp))
+            .collect();
+    }
+    let (first, second) = everyone.split_at(everyone.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            second
+                .iter()
+                .map(|inp| score_one(&prepared, inp))
+                .collect::<Vec<_>>()
+        });
+        let mut out: Vec<Scored> = first.iter().map(|inp| score_one(&prepared, inp)).collect();
+        out.extend(other.join().expect("scoring does not panic"));
+        out
+    })
 }
 
 /// Scores one customer alone (ranking criteria see a population of one).
@@ -893,15 +992,14 @@ pub fn score(model: &ScoringModel, inputs: &Inputs) -> Scored {
     score_all(model, &[inputs]).remove(0)
 }
 
-fn score_one(model: &ScoringModel, inputs: &Inputs, population: &Population) -> Scored {
-    let total_weight = model.total_weight();
-    let scale = model.scale;
-    let mut breakdown = Vec::with_capacity(model.criteria.len());
+fn score_one(p: &Prepared, inputs: &Inputs) -> Scored {
+    let scale = p.model.scale;
+    let mut breakdown = Vec::with_capacity(p.model.criteria.len());
     let mut total = 0.0;
-    for (i, c) in model.criteria.iter().enumerate() {
-        let (input, score, why) = criterion_score(model, i, c, inputs, population);
+    for (i, c) in p.model.criteria.iter().enumerate() {
+        let (input, score, why) = criterion_score(p, i, c, inputs);
         let score = round6(score.clamp(0.0, scale));
-        let weighted = c.weight * score / total_weight;
+        let weighted = c.weight * score / p.total_weight;
         total += weighted;
         breakdown.push(Line {
             criterion: c.code.clone(),
@@ -913,20 +1011,21 @@ fn score_one(model: &ScoringModel, inputs: &Inputs, population: &Population) -> 
     }
     let score = round6(total.clamp(0.0, scale));
     Scored {
-        grade: model.grade_of(score).to_string(),
+        grade: p.grade_of(score).to_string(),
         score,
         breakdown,
     }
 }
 
 fn criterion_score(
-    model: &ScoringModel,
+    p: &Prepared,
     index: usize,
     c: &Criterion,
     inputs: &Inputs,
-    population: &Population,
 ) -> (Option<Value>, f64, Why) {
-    let scale = model.scale;
+    let scale = p.model.scale;
+    let population = &p.population;
+    let (key, takes_assessment) = p.keys[index];
     if let Normalize::Deductions { max, points } = &c.normalize {
         let mut deducted = 0.0;
         let mut events = 0;
@@ -947,7 +1046,7 @@ fn criterion_score(
             },
         );
     }
-    if c.takes_assessment() {
+    if takes_assessment {
         if let Some(Value::Number(x)) = inputs.values.get(&c.code) {
             return (
                 Some(Value::Number(*x)),
@@ -958,7 +1057,7 @@ fn criterion_score(
             );
         }
     }
-    let Some(value) = inputs.values.get(c.input_key()) else {
+    let Some(value) = inputs.values.get(key) else {
         return (None, 0.0, Why::Missing);
     };
     let input = Some(value.clone());
