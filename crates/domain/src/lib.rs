@@ -5,6 +5,7 @@ pub mod auth;
 pub mod customers;
 pub mod data;
 pub mod evaluation;
+pub mod grading;
 pub mod notify;
 pub mod org;
 pub mod scope;

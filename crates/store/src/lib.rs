@@ -14,6 +14,7 @@ pub mod backup;
 pub mod customers;
 pub mod data;
 pub mod evaluation;
+pub mod grading;
 pub mod history;
 pub mod notify;
 pub mod org;

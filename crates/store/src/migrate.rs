@@ -29,6 +29,7 @@ const STEPS: &[(i64, &str, &str)] = &[
         "data_management",
         include_str!("../migrations/0005_data_management.sql"),
     ),
+    (6, "grading", include_str!("../migrations/0006_grading.sql")),
 ];
 
 /// The schema version this build migrates to.
@@ -95,6 +96,7 @@ pub(crate) async fn run_to(db: &Db, upto: Option<i64>) -> Result<()> {
         .await?;
         tracing::info!(version, name, "migration applied");
     }
+    crate::grading::install_templates(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -8,6 +8,7 @@ mod api_customers;
 mod api_device_state;
 pub mod api_evaluation;
 mod api_evaluation_admin;
+mod api_grading;
 mod api_org;
 mod api_people;
 mod api_scope;

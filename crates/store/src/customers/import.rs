@@ -89,7 +89,7 @@ pub struct ImportOutcome {
 
 /// A cell as read: text, a number, or a date Excel stored as a serial number.
 #[derive(Debug, Clone, PartialEq)]
-enum Cell {
+pub(crate) enum Cell {
     Empty,
     Text(String),
     Number(f64),
@@ -98,7 +98,7 @@ enum Cell {
 }
 
 impl Cell {
-    fn text(&self) -> Option<String> {
+    pub(crate) fn text(&self) -> Option<String> {
         match self {
             Cell::Empty | Cell::Error(_) => None,
             Cell::Text(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
@@ -112,17 +112,17 @@ impl Cell {
     }
 }
 
-struct Sheet {
+pub(crate) struct Sheet {
     /// The spreadsheet's row number of `rows[0]`.
-    first_row: usize,
-    rows: Vec<Vec<Cell>>,
+    pub(crate) first_row: usize,
+    pub(crate) rows: Vec<Vec<Cell>>,
 }
 
 fn unreadable(why: impl Into<String>) -> StoreError {
     Invalid::new("file", "unreadable_file", why).into()
 }
 
-fn read_sheet(src: &ImportSource) -> Result<Sheet> {
+pub(crate) fn read_sheet(src: &ImportSource) -> Result<Sheet> {
     let name = src.file_name.to_lowercase();
     let zip = src.bytes.starts_with(b"PK\x03\x04");
     let ole = src.bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]);
@@ -250,7 +250,7 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 }
 
 /// A for the first column, Z, AA…
-fn column_letter(index: usize) -> String {
+pub(crate) fn column_letter(index: usize) -> String {
     let mut n = index + 1;
     let mut s = Vec::new();
     while n > 0 {

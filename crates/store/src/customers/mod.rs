@@ -5,7 +5,7 @@
 //! 本人及下属), plus pool customers (no owner) in the org reach, plus customers shared with him.
 //! Who changes one: the reach of `customer.edit`, plus customers shared with him read-write.
 
-mod import;
+pub(crate) mod import;
 
 pub use import::{
     export_xlsx, import, undo_import, ImportOptions, ImportOutcome, ImportRejection, ImportSource,
@@ -476,7 +476,7 @@ fn china() -> chrono::FixedOffset {
 
 /// Appends the condition "the caller may see (`customer.view`) or change (`customer.edit`) the
 /// customer `c` of org `o`".
-fn reachable<'s>(sql: &'s mut Sql, scope: &Scope, permission: &str) -> &'s mut Sql {
+pub(crate) fn reachable<'s>(sql: &'s mut Sql, scope: &Scope, permission: &str) -> &'s mut Sql {
     sql.push("(")
         .record_reach("o.path", "c.owner_id", &scope.record_reach(permission));
     if permission == "customer.view" {

@@ -7,6 +7,7 @@ pub(crate) mod customers;
 pub(crate) mod data;
 pub(crate) mod device;
 pub(crate) mod evaluation;
+mod grading;
 mod notify;
 mod org;
 mod tokens;
@@ -20,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 #[openapi(
     info(title = "keping API", description = "客评 keping: customer evaluation and customer relationship management. Errors answer {\"error\":{\"code\",\"message\",\"field\"}}; lists answer {\"items\",\"next_cursor\"} and take limit (1–500, default 50) and cursor."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "org"), (name = "accounts"), (name = "tokens"), (name = "audit"), (name = "evaluation"), (name = "notify"), (name = "customers"), (name = "data", description = "Data management: cleanup (数据清理), retention, backup (数据备份)."), (name = "device", description = "For evaluation terminals: the terminal's own token is the bearer."))
+    tags((name = "auth"), (name = "org"), (name = "accounts"), (name = "tokens"), (name = "audit"), (name = "evaluation"), (name = "notify"), (name = "customers"), (name = "grading"), (name = "data", description = "Data management: cleanup (数据清理), retention, backup (数据备份)."), (name = "device", description = "For evaluation terminals: the terminal's own token is the bearer."))
 )]
 struct ApiDoc;
 
@@ -48,4 +49,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(notify::router())
         .merge(customers::router())
         .merge(data::router())
+        .merge(grading::router())
 }

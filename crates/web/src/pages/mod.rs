@@ -5,6 +5,7 @@ mod audit;
 mod customers;
 mod data;
 mod evaluation;
+mod grading;
 mod home;
 mod kiosk;
 mod login;
@@ -96,6 +97,16 @@ pub fn router() -> Router<AppState> {
         .route("/customers/{id}/activities", post(customers::add_activity))
         .route("/customers/{id}/claim", post(customers::claim))
         .route("/customers/{id}/release", post(customers::release))
+        .route("/customers/{id}/grades", get(grading::grade_card))
+        .route("/grading", get(grading::page))
+        .route("/grading/runs", post(grading::start_run))
+        .route("/grading/runs/{id}", get(grading::run_page))
+        .route("/grading/runs/{id}/export", get(grading::export_run))
+        .route("/grading/models/preview", post(grading::preview))
+        .route(
+            "/grading/models/{id}",
+            get(grading::model_page).post(grading::save_model),
+        )
         .route("/calls/events", get(customers::call_events))
         .merge(evaluation::router())
 }

@@ -1,0 +1,1806 @@
+//! Customer grading (客户分级): scoring models as versioned data, inputs and deduction events per
+//! customer and period, runs over the caller's scope with per-criterion breakdowns, grade history
+//! and the run-to-run diff. Customers are reached through the customer records' own scope rules.
+
+use crate::audit::{self, Entry};
+use crate::customers::reachable;
+use crate::db::{decode_cursor, id_cursor};
+use crate::{Db, Page, Result, Sql, StoreError};
+use keping_domain::grading::{
+    self as rules, read_breakdown, Inputs, Line, Period, ScoringModel, Source, Value,
+};
+use keping_domain::org::OrgPath;
+use keping_domain::scope::{Reach, Scope};
+use keping_domain::{now_millis, ser_time, Invalid, Millis};
+use serde::Serialize;
+use sqlx::{Any, Executor, Transaction};
+use std::collections::{BTreeMap, HashMap};
+
+fn require(scope: &Scope, permission: &'static str) -> Result<()> {
+    if scope.has(permission) {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden(permission))
+    }
+}
+
+// ---------------------------------------------------------------- models
+
+/// A scoring model as listed: its current version.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ModelSummary {
+    pub id: i64,
+    /// The built-in template's code (composite, key_account, points_deduction); null for others.
+    pub template: Option<String>,
+    pub name: String,
+    /// The org whose subtree uses it; null for templates.
+    pub org_id: Option<i64>,
+    pub version: i64,
+    pub scale: f64,
+    pub criteria: usize,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
+    pub updated_at: Millis,
+}
+
+/// One version of a model, with its definition in the format of API.md.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ModelVersion {
+    pub id: i64,
+    pub template: Option<String>,
+    pub org_id: Option<i64>,
+    pub version: i64,
+    pub current_version: i64,
+    pub name: String,
+    pub scale: f64,
+    #[schema(value_type = Vec<Object>)]
+    pub criteria: Vec<rules::Criterion>,
+    #[schema(value_type = Vec<Object>)]
+    pub grades: Vec<rules::GradeBand>,
+    /// Every version: number, when and by whom.
+    pub versions: Vec<VersionInfo>,
+    /// Whether the caller may edit it (templates are read-only: copy one to change it).
+    pub can_edit: bool,
+}
+
+impl ModelVersion {
+    pub fn definition(&self) -> ScoringModel {
+        ScoringModel {
+            name: self.name.clone(),
+            scale: self.scale,
+            criteria: self.criteria.clone(),
+            grades: self.grades.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    pub version: i64,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
+    pub created_at: Millis,
+    pub created_by: Option<String>,
+}
+
+/// Installs the built-in templates that are missing (at migration time).
+pub(crate) async fn install_templates(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    for code in rules::TEMPLATE_CODES {
+        let exists: Option<(i64,)> = Sql::new("SELECT id FROM scoring_models WHERE template = ")
+            .arg(code)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if exists.is_some() {
+            continue;
+        }
+        let model = rules::template(code).expect("known template");
+        let now = now_millis();
+        let id = Sql::new("INSERT INTO scoring_models (org_id, template, name, current_version, created_at, updated_at) VALUES (NULL, ")
+            .arg(code)
+            .push(", ")
+            .arg(&model.name)
+            .push(", 1, ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(") RETURNING id")
+            .fetch_i64(&mut **tx)
+            .await?;
+        insert_version(tx, id, 1, &model, None).await?;
+    }
+    Ok(())
+}
+
+async fn insert_version(
+    tx: &mut Transaction<'static, Any>,
+    model_id: i64,
+    version: i64,
+    model: &ScoringModel,
+    by: Option<i64>,
+) -> Result<()> {
+    Sql::new("INSERT INTO scoring_model_versions (model_id, version, definition, created_by, created_at) VALUES (")
+        .arg(model_id)
+        .push(", ")
+        .arg(version)
+        .push(", ")
+        .arg(serde_json::to_string(model).expect("models serialise"))
+        .push(", ")
+        .arg(by)
+        .push(", ")
+        .arg(now_millis())
+        .push(")")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// "The caller may see model `m` (of org `o`, left-joined)": templates, models of orgs within
+/// reach, and models of the orgs above the caller's own (they are made for the caller's subtree).
+fn model_visible<'s>(sql: &'s mut Sql, scope: &Scope) -> &'s mut Sql {
+    sql.push("(m.org_id IS NULL OR ")
+        .reach(
+            "o.path",
+            &scope.reach_any(&["grading.view", "grading.manage"]),
+        )
+        .push(" OR ")
+        .in_ids("m.org_id", &scope.org_path.ids())
+        .push(")")
+}
+
+const MODEL_SELECT: &str = "SELECT m.id, m.template, m.name, m.org_id, o.path, m.current_version, m.updated_at, v.definition \
+     FROM scoring_models m LEFT JOIN orgs o ON o.id = m.org_id \
+     JOIN scoring_model_versions v ON v.model_id = m.id";
+
+type ModelRow = (
+    i64,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<String>,
+    i64,
+    i64,
+    String,
+);
+
+fn parse_definition(json: &str) -> ScoringModel {
+    serde_json::from_str(json).expect("stored models were checked")
+}
+
+pub async fn list_models(db: &Db, scope: &Scope) -> Result<Vec<ModelSummary>> {
+    require(scope, "grading.view")?;
+    let mut sql = Sql::new(&format!(
+        "{MODEL_SELECT} AND v.version = m.current_version WHERE "
+    ));
+    model_visible(&mut sql, scope).push(" ORDER BY m.org_id IS NOT NULL, m.id");
+    let rows: Vec<ModelRow> = sql.fetch_all(&db.pool).await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, template, name, org_id, _, version, updated_at, def)| {
+                let d = parse_definition(&def);
+                ModelSummary {
+                    id,
+                    template,
+                    name,
+                    org_id,
+                    version,
+                    scale: d.scale,
+                    criteria: d.criteria.len(),
+                    updated_at,
+                }
+            },
+        )
+        .collect())
+}
+
+/// A model at one version (default the current one); 404 when the caller cannot see it.
+pub async fn get_model(
+    db: &Db,
+    scope: &Scope,
+    id: i64,
+    version: Option<i64>,
+) -> Result<ModelVersion> {
+    require(scope, "grading.view")?;
+    model_version(&mut *db.pool.acquire().await?, scope, id, version).await
+}
+
+async fn model_version(
+    ex: &mut sqlx::AnyConnection,
+    scope: &Scope,
+    id: i64,
+    version: Option<i64>,
+) -> Result<ModelVersion> {
+    let mut sql = Sql::new(&format!("{MODEL_SELECT} AND v.version = "));
+    match version {
+        Some(v) => sql.arg(v),
+        None => sql.push("m.current_version"),
+    };
+    sql.push(" WHERE m.id = ").arg(id).push(" AND ");
+    model_visible(&mut sql, scope);
+    let (id, template, _, org_id, org_path, current_version, _, def): ModelRow =
+        sql.fetch_one(&mut *ex).await?;
+    let versions: Vec<(i64, i64, Option<String>)> = Sql::new("SELECT v.version, v.created_at, u.name FROM scoring_model_versions v LEFT JOIN users u ON u.id = v.created_by WHERE v.model_id = ")
+        .arg(id)
+        .push(" ORDER BY v.version")
+        .fetch_all(&mut *ex)
+        .await?;
+    let d = parse_definition(&def);
+    let can_edit = template.is_none()
+        && org_path
+            .as_deref()
+            .and_then(OrgPath::parse)
+            .is_some_and(|p| scope.reaches("grading.manage", &p));
+    Ok(ModelVersion {
+        id,
+        template,
+        org_id,
+        version: version.unwrap_or(current_version),
+        current_version,
+        name: d.name,
+        scale: d.scale,
+        criteria: d.criteria,
+        grades: d.grades,
+        versions: versions
+            .into_iter()
+            .map(|(version, created_at, created_by)| VersionInfo {
+                version,
+                created_at,
+                created_by,
+            })
+            .collect(),
+        can_edit,
+    })
+}
+
+/// Creates a model at an org within the caller's grading.manage reach (default the caller's org).
+pub async fn create_model(
+    db: &Db,
+    scope: &Scope,
+    org_id: Option<i64>,
+    model: ScoringModel,
+) -> Result<ModelVersion> {
+    require(scope, "grading.manage")?;
+    model.check()?;
+    let mut tx = db.begin().await?;
+    let org_id = org_id.unwrap_or_else(|| scope.org_path.id());
+    let path = managed_org(&mut tx, scope, org_id).await?;
+    let now = now_millis();
+    let id = Sql::new("INSERT INTO scoring_models (org_id, name, current_version, created_by, created_at, updated_at) VALUES (")
+        .arg(org_id)
+        .push(", ")
+        .arg(&model.name)
+        .push(", 1, ")
+        .arg(scope.user_id)
+        .push(", ")
+        .arg(now)
+        .push(", ")
+        .arg(now)
+        .push(") RETURNING id")
+        .fetch_i64(&mut *tx)
+        .await?;
+    insert_version(&mut tx, id, 1, &model, Some(scope.user_id)).await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "scoring_model.create",
+            entity: "scoring_model",
+            entity_id: Some(id),
+            summary: format!("scoring model {} created", model.name),
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    get_model(db, scope, id, None).await
+}
+
+/// The org path of an org the caller manages grading at; 404 outside reach.
+async fn managed_org(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    org_id: i64,
+) -> Result<String> {
+    let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+        .arg(org_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let p = OrgPath::parse(&path).expect("stored org paths are well formed");
+    if scope.reaches("grading.manage", &p) {
+        Ok(path)
+    } else if scope.reaches("grading.view", &p) {
+        Err(StoreError::Forbidden("grading.manage"))
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
+
+/// Saves an edited model as a new version; earlier results keep the version they used.
+pub async fn update_model(
+    db: &Db,
+    scope: &Scope,
+    id: i64,
+    model: ScoringModel,
+) -> Result<ModelVersion> {
+    require(scope, "grading.manage")?;
+    let mut tx = db.begin().await?;
+    let current = model_version(&mut tx, scope, id, None).await;
+    let current = match current {
+        Ok(c) => c,
+        Err(e) => return Err(e),
+    };
+    if current.template.is_some() {
+        return Err(StoreError::conflict(
+            "id",
+            "template_read_only",
+            "a built-in template cannot be changed: create a model from it and change that",
+        ));
+    }
+    model.check()?;
+    let path = managed_org(&mut tx, scope, current.org_id.expect("not a template")).await?;
+    let version = current.current_version + 1;
+    insert_version(&mut tx, id, version, &model, Some(scope.user_id)).await?;
+    Sql::new("UPDATE scoring_models SET current_version = ")
+        .arg(version)
+        .push(", name = ")
+        .arg(&model.name)
+        .push(", updated_at = ")
+        .arg(now_millis())
+        .push(" WHERE id = ")
+        .arg(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "scoring_model.update",
+            entity: "scoring_model",
+            entity_id: Some(id),
+            summary: format!("scoring model {} saved as version {version}", model.name),
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    get_model(db, scope, id, None).await
+}
+
+/// Every visible model's current definition, for checking input values against.
+async fn visible_definitions<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    scope: &Scope,
+) -> Result<Vec<ScoringModel>> {
+    let mut sql = Sql::new(&format!(
+        "{MODEL_SELECT} AND v.version = m.current_version WHERE "
+    ));
+    model_visible(&mut sql, scope);
+    let rows: Vec<ModelRow> = sql.fetch_all(ex).await?;
+    Ok(rows.iter().map(|r| parse_definition(&r.7)).collect())
+}
+
+// ---------------------------------------------------------------- inputs and events
+
+/// A customer's inputs for a period.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PeriodInputs {
+    pub customer_id: i64,
+    pub period: String,
+    #[schema(value_type = Object)]
+    pub values: BTreeMap<String, Value>,
+    /// Deduction events of the period, counted by type.
+    pub events: BTreeMap<String, u32>,
+}
+
+/// A customer the caller may see, or 404; returns its org path.
+async fn visible_customer<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    scope: &Scope,
+    customer_id: i64,
+) -> Result<String> {
+    let mut sql =
+        Sql::new("SELECT o.path FROM customers c JOIN orgs o ON o.id = c.org_id WHERE c.id = ");
+    sql.arg(customer_id).push(" AND ");
+    reachable(&mut sql, scope, "customer.view");
+    let (path,): (String,) = sql.fetch_one(ex).await?;
+    Ok(path)
+}
+
+/// Sets a customer's values for a period: the keys given are set (null removes one), the others
+/// stay, so that a sheet of metrics and a manager's ratings can arrive separately.
+pub async fn put_inputs(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    period: &str,
+    values: serde_json::Map<String, serde_json::Value>,
+) -> Result<PeriodInputs> {
+    require(scope, "grading.manage")?;
+    let period = Period::parse("period", period)?.to_string();
+    let mut tx = db.begin().await?;
+    let path = visible_customer(&mut *tx, scope, customer_id).await?;
+    let models = visible_definitions(&mut *tx, scope).await?;
+    let changes = checked_values(&values, &models)?;
+    let stored = set_values(&mut tx, scope, customer_id, &period, changes).await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "scoring_inputs.put",
+            entity: "customer",
+            entity_id: Some(customer_id),
+            summary: format!("grading inputs for {period} set ({} values)", values.len()),
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let events = event_counts(&db.pool, customer_id, &period).await?;
+    Ok(PeriodInputs {
+        customer_id,
+        period,
+        values: stored,
+        events,
+    })
+}
+
+/// Checks values entered under keys; None removes the key.
+fn checked_values(
+    values: &serde_json::Map<String, serde_json::Value>,
+    models: &[ScoringModel],
+) -> Result<Vec<(String, Option<Value>)>, Invalid> {
+    let mut out = Vec::with_capacity(values.len());
+    for (key, v) in values {
+        let field = format!("values.{key}");
+        let value = match v {
+            serde_json::Value::Null => {
+                out.push((key.clone(), None));
+                continue;
+            }
+            serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+            serde_json::Value::String(s) => {
+                // a number written as text (as spreadsheets and forms send them) is a number
+                match s.trim().parse::<f64>() {
+                    Ok(n) if rules::metric(key).is_some() => Value::Number(n),
+                    _ => Value::Text(s.trim().to_string()),
+                }
+            }
+            _ => {
+                return Err(Invalid::new(
+                    &field,
+                    "invalid_type",
+                    "a value is a number or a text",
+                ))
+            }
+        };
+        rules::check_value(key, &value, models)?;
+        out.push((key.clone(), Some(value)));
+    }
+    Ok(out)
+}
+
+async fn set_values(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    customer_id: i64,
+    period: &str,
+    changes: Vec<(String, Option<Value>)>,
+) -> Result<BTreeMap<String, Value>> {
+    let before: Option<(String,)> =
+        Sql::new("SELECT input_values FROM scoring_inputs WHERE customer_id = ")
+            .arg(customer_id)
+            .push(" AND period = ")
+            .arg(period)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let mut values: BTreeMap<String, Value> = before
+        .and_then(|(j,)| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
+    for (k, v) in changes {
+        match v {
+            Some(v) => values.insert(k, v),
+            None => values.remove(&k),
+        };
+    }
+    let json = serde_json::to_string(&values).expect("values serialise");
+    Sql::new("DELETE FROM scoring_inputs WHERE customer_id = ")
+        .arg(customer_id)
+        .push(" AND period = ")
+        .arg(period)
+        .execute(&mut **tx)
+        .await?;
+    Sql::new("INSERT INTO scoring_inputs (customer_id, period, input_values, updated_by, updated_at) VALUES (")
+        .arg(customer_id)
+        .push(", ")
+        .arg(period)
+        .push(", ")
+        .arg(json)
+        .push(", ")
+        .arg(scope.user_id)
+        .push(", ")
+        .arg(now_millis())
+        .push(")")
+        .execute(&mut **tx)
+        .await?;
+    Ok(values)
+}
+
+async fn event_counts<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    customer_id: i64,
+    period: &str,
+) -> Result<BTreeMap<String, u32>> {
+    let rows: Vec<(String, i64)> =
+        Sql::new("SELECT kind, COUNT(*) FROM scoring_events WHERE customer_id = ")
+            .arg(customer_id)
+            .push(" AND period = ")
+            .arg(period)
+            .push(" GROUP BY kind")
+            .fetch_all(ex)
+            .await?;
+    Ok(rows.into_iter().map(|(k, n)| (k, n as u32)).collect())
+}
+
+pub async fn get_inputs(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    period: &str,
+) -> Result<PeriodInputs> {
+    require(scope, "grading.view")?;
+    let period = Period::parse("period", period)?.to_string();
+    let mut tx = db.read().await?;
+    visible_customer(&mut *tx, scope, customer_id).await?;
+    let row: Option<(String,)> =
+        Sql::new("SELECT input_values FROM scoring_inputs WHERE customer_id = ")
+            .arg(customer_id)
+            .push(" AND period = ")
+            .arg(&period)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let events = event_counts(&mut *tx, customer_id, &period).await?;
+    tx.commit().await?;
+    Ok(PeriodInputs {
+        customer_id,
+        period,
+        values: row
+            .and_then(|(j,)| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
+        events,
+    })
+}
+
+/// A violation or lapse that deductions count.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ScoringEvent {
+    pub id: i64,
+    pub customer_id: i64,
+    pub period: String,
+    /// YYYY-MM-DD
+    pub occurred_on: String,
+    pub kind: String,
+    pub note: Option<String>,
+}
+
+pub async fn add_event(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    kind: &str,
+    occurred_on: &str,
+    note: Option<&str>,
+) -> Result<ScoringEvent> {
+    require(scope, "grading.manage")?;
+    let kind = keping_domain::validate::code("kind", kind, 32)?;
+    let date = chrono::NaiveDate::parse_from_str(occurred_on.trim(), "%Y-%m-%d").map_err(|_| {
+        Invalid::new(
+            "occurred_on",
+            "invalid_date",
+            "occurred_on is a date, YYYY-MM-DD",
+        )
+    })?;
+    let note = keping_domain::validate::optional_text("note", note, 500)?;
+    let period = Period::of_date(date).to_string();
+    let mut tx = db.begin().await?;
+    let path = visible_customer(&mut *tx, scope, customer_id).await?;
+    let models = visible_definitions(&mut *tx, scope).await?;
+    let known = models.iter().flat_map(|m| &m.criteria).any(|c| {
+        matches!(&c.normalize, rules::Normalize::Deductions { points, .. } if points.contains_key(&kind))
+    });
+    if !known {
+        return Err(Invalid::new(
+            "kind",
+            "unknown_event",
+            format!("no scoring model deducts points for '{kind}'"),
+        )
+        .into());
+    }
+    let occurred_on = date.format("%Y-%m-%d").to_string();
+    let id = Sql::new("INSERT INTO scoring_events (customer_id, period, occurred_on, kind, note, created_by, created_at) VALUES (")
+        .arg(customer_id)
+        .push(", ")
+        .arg(&period)
+        .push(", ")
+        .arg(&occurred_on)
+        .push(", ")
+        .arg(&kind)
+        .push(", ")
+        .arg(note.clone())
+        .push(", ")
+        .arg(scope.user_id)
+        .push(", ")
+        .arg(now_millis())
+        .push(") RETURNING id")
+        .fetch_i64(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "scoring_event.create",
+            entity: "customer",
+            entity_id: Some(customer_id),
+            summary: format!("deduction event {kind} on {occurred_on}"),
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ScoringEvent {
+        id,
+        customer_id,
+        period,
+        occurred_on,
+        kind,
+        note,
+    })
+}
+
+pub async fn list_events(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    period: Option<&str>,
+) -> Result<Vec<ScoringEvent>> {
+    require(scope, "grading.view")?;
+    let mut tx = db.read().await?;
+    visible_customer(&mut *tx, scope, customer_id).await?;
+    let mut sql = Sql::new("SELECT id, customer_id, period, occurred_on, kind, note FROM scoring_events WHERE customer_id = ");
+    sql.arg(customer_id);
+    if let Some(p) = period {
+        sql.push(" AND period = ")
+            .arg(Period::parse("period", p)?.to_string());
+    }
+    sql.push(" ORDER BY occurred_on, id");
+    let rows: Vec<(i64, i64, String, String, String, Option<String>)> =
+        sql.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, customer_id, period, occurred_on, kind, note)| ScoringEvent {
+                id,
+                customer_id,
+                period,
+                occurred_on,
+                kind,
+                note,
+            },
+        )
+        .collect())
+}
+
+// ---------------------------------------------------------------- runs
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Run {
+    pub id: i64,
+    pub model_id: i64,
+    pub model_name: String,
+    pub model_version: i64,
+    pub period: String,
+    pub org_id: Option<i64>,
+    /// Customers scored (those in the caller's scope).
+    pub scored: i64,
+    /// manual or schedule
+    pub trigger: String,
+    pub previous_run_id: Option<i64>,
+    /// Customers per grade.
+    #[schema(value_type = Object)]
+    pub distribution: BTreeMap<String, i64>,
+    pub duration_ms: i64,
+    pub created_by: Option<String>,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
+    pub created_at: Millis,
+}
+
+const RUN_SELECT: &str = "SELECT r.id, r.model_id, m.name, r.model_version, r.period, r.org_id, r.scored, r.trigger_kind, r.previous_run_id, r.distribution, r.duration_ms, u.name, r.created_at \
+     FROM scoring_runs r JOIN scoring_models m ON m.id = r.model_id LEFT JOIN users u ON u.id = r.created_by";
+
+type RunRow = (
+    i64,
+    i64,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    i64,
+    String,
+    Option<i64>,
+    String,
+    i64,
+    Option<String>,
+    i64,
+);
+
+fn run_of(r: RunRow) -> Run {
+    Run {
+        id: r.0,
+        model_id: r.1,
+        model_name: r.2,
+        model_version: r.3,
+        period: r.4,
+        org_id: r.5,
+        scored: r.6,
+        trigger: r.7,
+        previous_run_id: r.8,
+        distribution: serde_json::from_str(&r.9).unwrap_or_default(),
+        duration_ms: r.10,
+        created_by: r.11,
+        created_at: r.12,
+    }
+}
+
+/// Runs are seen by those whose grading reach covers the subtree they covered.
+fn run_visible<'s>(sql: &'s mut Sql, scope: &Scope) -> &'s mut Sql {
+    sql.reach(
+        "r.org_path",
+        &scope.reach_any(&["grading.view", "grading.manage"]),
+    )
+}
+
+/// What a run scores: one model version over one period, within an org's subtree (default the
+/// caller's whole scope).
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub model_id: i64,
+    pub period: String,
+    pub org_id: Option<i64>,
+    /// manual or schedule
+    pub trigger: &'static str,
+}
+
+/// One customer of a run's population.
+struct Member {
+    customer_id: i64,
+    segment: Option<String>,
+    inputs: Inputs,
+}
+
+/// Scores every customer in the caller's scope (within `org_id`'s subtree when given) and stores
+/// the results with their breakdowns in one transaction: a run that fails leaves nothing behind.
+pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
+    require(scope, "grading.manage")?;
+    let started = std::time::Instant::now();
+    let period = Period::parse("period", &req.period)?.to_string();
+    let model = model_version(&mut *db.pool.acquire().await?, scope, req.model_id, None)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => StoreError::Invalid(Invalid::new(
+                "model_id",
+                "not_found",
+                "there is no such scoring model",
+            )),
+            e => e,
+        })?;
+    let definition = model.definition();
+    // the subtree the run covers: an org within reach, or the caller's own org's subtree
+    let (org_id, org_path) = match req.org_id {
+        Some(org_id) => {
+            let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+                .arg(org_id)
+                .fetch_one(&db.pool)
+                .await?;
+            let p = OrgPath::parse(&path).expect("stored org paths are well formed");
+            if !scope.reaches("grading.manage", &p) {
+                return Err(StoreError::NotFound);
+            }
+            (Some(org_id), path)
+        }
+        None => (None, widest_root(scope)),
+    };
+
+    let members = population(db, scope, req.org_id, &period, &definition).await?;
+    let scored_count = members.len() as i64;
+    let def = definition.clone();
+    let (members, scored, classes) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&Inputs> = members.iter().map(|m| &m.inputs).collect();
+        let scored = rules::score_all(&def, &refs);
+        let classes = classify(&members);
+        (members, scored, classes)
+    })
+    .await
+    .expect("scoring does not panic");
+    let mut distribution: BTreeMap<String, i64> = BTreeMap::new();
+    for s in &scored {
+        *distribution.entry(s.grade.clone()).or_default() += 1;
+    }
+
+    let mut tx = db.begin().await?;
+    let previous: Option<(i64,)> = Sql::new("SELECT id FROM scoring_runs WHERE model_id = ")
+        .arg(req.model_id)
+        .push(" AND org_path = ")
+        .arg(&org_path)
+        .push(" ORDER BY period DESC, id DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let now = now_millis();
+    let run_id = Sql::new("INSERT INTO scoring_runs (model_id, model_version, period, org_id, org_path, scored, trigger_kind, previous_run_id, distribution, duration_ms, created_by, created_at) VALUES (")
+        .arg(req.model_id)
+        .push(", ")
+        .arg(model.current_version)
+        .push(", ")
+        .arg(&period)
+        .push(", ")
+        .arg(org_id)
+        .push(", ")
+        .arg(&org_path)
+        .push(", ")
+        .arg(scored_count)
+        .push(", ")
+        .arg(req.trigger)
+        .push(", ")
+        .arg(previous.map(|p| p.0))
+        .push(", ")
+        .arg(serde_json::to_string(&distribution).expect("counts serialise"))
+        .push(", 0, ")
+        .arg(scope.user_id)
+        .push(", ")
+        .arg(now)
+        .push(") RETURNING id")
+        .fetch_i64(&mut *tx)
+        .await?;
+    insert_results(&mut tx, run_id, &members, &scored, &classes).await?;
+    let duration_ms = started.elapsed().as_millis() as i64;
+    Sql::new("UPDATE scoring_runs SET duration_ms = ")
+        .arg(duration_ms)
+        .push(" WHERE id = ")
+        .arg(run_id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &org_path,
+            action: "scoring_run.create",
+            entity: "scoring_run",
+            entity_id: Some(run_id),
+            summary: format!(
+                "{} v{} over {period}: {scored_count} customers graded",
+                model.name, model.current_version
+            ),
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    get_run(db, scope, run_id).await
+}
+
+/// The root of the caller's widest grading reach, as the path a run without an org covers.
+fn widest_root(scope: &Scope) -> String {
+    match scope.reach("grading.manage") {
+        Reach::Everything => String::new(),
+        Reach::Some { subtrees, nodes } => subtrees
+            .iter()
+            .chain(&nodes)
+            .min_by_key(|p| p.depth())
+            .map_or_else(
+                || scope.org_path.as_str().to_string(),
+                |p| p.as_str().to_string(),
+            ),
+        Reach::Nothing => scope.org_path.as_str().to_string(),
+    }
+}
+
+/// The customers a run scores, with their inputs and events for the period.
+async fn population(
+    db: &Db,
+    scope: &Scope,
+    org_id: Option<i64>,
+    period: &str,
+    model: &ScoringModel,
+) -> Result<Vec<Member>> {
+    let mut tx = db.read().await?;
+    let mut sql = Sql::new("SELECT c.id, c.industry, i.input_values FROM customers c JOIN orgs o ON o.id = c.org_id LEFT JOIN scoring_inputs i ON i.customer_id = c.id AND i.period = ");
+    sql.arg(period)
+        .push(" WHERE c.kind IN ('customer', 'agent') AND ");
+    reachable(&mut sql, scope, "customer.view");
+    if let Some(org_id) = org_id {
+        crate::db::only_under(db, &mut sql, &scope.reach("grading.manage"), org_id).await?;
+    }
+    sql.push(" ORDER BY c.id");
+    let rows: Vec<(i64, Option<String>, Option<String>)> = sql.fetch_all(&mut *tx).await?;
+    let mut events: HashMap<i64, HashMap<String, u32>> = HashMap::new();
+    if model.criteria.iter().any(|c| c.source() == Source::Events) {
+        let rows: Vec<(i64, String, i64)> =
+            Sql::new("SELECT customer_id, kind, COUNT(*) FROM scoring_events WHERE period = ")
+                .arg(period)
+                .push(" GROUP BY customer_id, kind")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (c, kind, n) in rows {
+            events.entry(c).or_default().insert(kind, n as u32);
+        }
+    }
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .map(|(customer_id, segment, json)| Member {
+            customer_id,
+            segment,
+            inputs: Inputs {
+                values: json
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
+                events: events.remove(&customer_id).unwrap_or_default(),
+            },
+        })
+        .collect())
+}
+
+/// ABC class by sales amount over the whole population, and the business scale tier within
+/// each industry (the segment) by volume and amount; None where the figures are missing.
+fn classify(members: &[Member]) -> Vec<(Option<&'static str>, Option<&'static str>)> {
+    let number = |m: &Member, key: &str| m.inputs.values.get(key).and_then(Value::as_number);
+    let mut out = vec![(None, None); members.len()];
+    let with_amount: Vec<usize> = (0..members.len())
+        .filter(|&i| number(&members[i], "sales_amount").is_some())
+        .collect();
+    let amounts: Vec<f64> = with_amount
+        .iter()
+        .map(|&i| number(&members[i], "sales_amount").unwrap_or_default())
+        .collect();
+    for (i, class) in with_amount.iter().zip(rules::abc(&amounts)) {
+        out[*i].0 = Some(class.code());
+    }
+    let mut segments: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
+    for (i, m) in members.iter().enumerate() {
+        if number(m, "sales_volume").is_some() || number(m, "sales_amount").is_some() {
+            segments.entry(m.segment.as_deref()).or_default().push(i);
+        }
+    }
+    for idx in segments.values() {
+        let figures: Vec<(f64, f64)> = idx
+            .iter()
+            .map(|&i| {
+                (
+                    number(&members[i], "sales_volume").unwrap_or_default(),
+                    number(&members[i], "sales_amount").unwrap_or_default(),
+                )
+            })
+            .collect();
+        for (i, tier) in idx.iter().zip(rules::scale_tiers(&figures)) {
+            out[*i].1 = Some(tier.code());
+        }
+    }
+    out
+}
+
+/// Rows per INSERT. Every value is written into the statement (ids, scores and class codes are
+/// numbers and fixed codes; grades and breakdowns are quoted): binding a million texts through
+/// sqlx's `Any` costs more than the insert itself.
+const RESULT_BATCH: usize = 1000;
+
+/// A SQL string literal: quotes doubled. Grades and breakdowns hold no control characters
+/// (grades are checked; JSON escapes them), and both backends read backslashes literally.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+async fn insert_results(
+    tx: &mut Transaction<'static, Any>,
+    run_id: i64,
+    members: &[Member],
+    scored: &[rules::Scored],
+    classes: &[(Option<&'static str>, Option<&'static str>)],
+) -> Result<()> {
+    use std::fmt::Write;
+    let code = |c: Option<&str>| c.map_or_else(|| "NULL".to_string(), |c| format!("'{c}'"));
+    for start in (0..members.len()).step_by(RESULT_BATCH) {
+        let end = (start + RESULT_BATCH).min(members.len());
+        let mut text = String::with_capacity(200 * (end - start));
+        text.push_str("INSERT INTO grade_results (run_id, customer_id, score, grade, abc, scale_tier, breakdown) VALUES ");
+        for i in start..end {
+            if i > start {
+                text.push_str(", ");
+            }
+            let _ = write!(
+                text,
+                "({run_id}, {}, {:?}, {}, {}, {}, {})",
+                members[i].customer_id,
+                scored[i].score,
+                quoted(&scored[i].grade),
+                code(classes[i].0),
+                code(classes[i].1),
+                quoted(&scored[i].stored_breakdown())
+            );
+        }
+        Sql::new(&text).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+pub async fn get_run(db: &Db, scope: &Scope, id: i64) -> Result<Run> {
+    require(scope, "grading.view")?;
+    let mut sql = Sql::new(&format!("{RUN_SELECT} WHERE r.id = "));
+    sql.arg(id).push(" AND ");
+    run_visible(&mut sql, scope);
+    Ok(run_of(sql.fetch_one(&db.pool).await?))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub model_id: Option<i64>,
+    pub period: Option<String>,
+}
+
+pub async fn list_runs(
+    db: &Db,
+    scope: &Scope,
+    filter: &RunFilter,
+    limit: i64,
+    cursor: Option<&str>,
+) -> Result<Page<Run>> {
+    require(scope, "grading.view")?;
+    let mut sql = Sql::new(&format!("{RUN_SELECT} WHERE "));
+    run_visible(&mut sql, scope);
+    if let Some(m) = filter.model_id {
+        sql.push(" AND r.model_id = ").arg(m);
+    }
+    if let Some(p) = &filter.period {
+        sql.push(" AND r.period = ")
+            .arg(Period::parse("period", p)?.to_string());
+    }
+    if let Some(after) = id_cursor(cursor)? {
+        sql.push(" AND r.id < ").arg(after);
+    }
+    sql.push(" ORDER BY r.id DESC LIMIT ").arg(limit + 1);
+    let rows: Vec<RunRow> = sql.fetch_all(&db.pool).await?;
+    let page = Page::from_rows(rows, limit, |r| r.0.to_string());
+    Ok(Page {
+        items: page.items.into_iter().map(run_of).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+// ---------------------------------------------------------------- results and grades
+
+/// A customer's grade under a model: the total, the grade and how each criterion contributed.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Grade {
+    pub customer_id: i64,
+    pub model_id: i64,
+    pub model_name: String,
+    pub model_version: i64,
+    pub period: String,
+    pub run_id: i64,
+    pub score: f64,
+    pub grade: String,
+    pub scale: f64,
+    pub abc: Option<String>,
+    pub scale_tier: Option<String>,
+    pub breakdown: Vec<BreakdownLine>,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
+    pub graded_at: Millis,
+}
+
+/// One criterion's part in a grade.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BreakdownLine {
+    pub criterion: String,
+    pub name: String,
+    pub weight: f64,
+    /// The value read; null when there was none (the criterion then scores 0).
+    #[schema(value_type = Object)]
+    pub input: Option<Value>,
+    pub score: f64,
+    /// weight × score / Σ weight: the lines add up to the total.
+    pub weighted: f64,
+    pub missing: bool,
+    /// The rule that gave the score, with its numbers.
+    #[schema(value_type = Object)]
+    pub why: rules::Why,
+}
+
+fn lines(model: &ScoringModel, stored: &str) -> Vec<BreakdownLine> {
+    read_breakdown(model, stored)
+        .unwrap_or_default()
+        .into_iter()
+        .zip(&model.criteria)
+        .map(|(l, c): (Line, _)| BreakdownLine {
+            missing: l.why == rules::Why::Missing,
+            criterion: l.criterion,
+            name: c.name.clone(),
+            weight: c.weight,
+            input: l.input,
+            score: l.score,
+            weighted: l.weighted,
+            why: l.why,
+        })
+        .collect()
+}
+
+type GradeRow = (
+    i64,
+    i64,
+    i64,
+    String,
+    f64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+);
+
+/// The customer's grade from the latest run of the model (default: the model of the latest run
+/// that graded the customer; for the period, when given) that scored the customer. 404 when the
+/// customer is out of scope or has no such grade.
+pub async fn customer_grade(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    model_id: Option<i64>,
+    period: Option<&str>,
+) -> Result<Grade> {
+    require(scope, "grading.view")?;
+    let period = period
+        .map(|p| Period::parse("period", p).map(|p| p.to_string()))
+        .transpose()?;
+    let mut tx = db.read().await?;
+    visible_customer(&mut *tx, scope, customer_id).await?;
+    let model_id = match model_id {
+        Some(m) => m,
+        None => {
+            let (m,): (i64,) = Sql::new("SELECT r.model_id FROM grade_results g JOIN scoring_runs r ON r.id = g.run_id WHERE g.customer_id = ")
+                .arg(customer_id)
+                .push(" ORDER BY r.id DESC LIMIT 1")
+                .fetch_one(&mut *tx)
+                .await?;
+            m
+        }
+    };
+    let model = model_version(&mut tx, scope, model_id, None).await?;
+    let mut sql = Sql::new("SELECT r.id, r.model_version, g.customer_id, r.period, g.score, g.grade, g.abc, g.scale_tier, g.breakdown, r.created_at FROM grade_results g JOIN scoring_runs r ON r.id = g.run_id WHERE g.customer_id = ");
+    sql.arg(customer_id)
+        .push(" AND r.model_id = ")
+        .arg(model_id);
+    if let Some(p) = &period {
+        sql.push(" AND r.period = ").arg(p);
+    }
+    sql.push(" ORDER BY r.period DESC, r.id DESC LIMIT 1");
+    let row: GradeRow = sql.fetch_one(&mut *tx).await?;
+    let grade = grade_of(&mut tx, scope, &model, row).await?;
+    tx.commit().await?;
+    Ok(grade)
+}
+
+async fn grade_of(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    model: &ModelVersion,
+    row: GradeRow,
+) -> Result<Grade> {
+    let (run_id, version, customer_id, period, score, grade, abc, scale_tier, breakdown, at) = row;
+    let definition = if version == model.version {
+        model.definition()
+    } else {
+        model_version(tx, scope, model.id, Some(version))
+            .await?
+            .definition()
+    };
+    Ok(Grade {
+        customer_id,
+        model_id: model.id,
+        model_name: definition.name.clone(),
+        model_version: version,
+        period,
+        run_id,
+        score,
+        grade,
+        scale: definition.scale,
+        abc,
+        scale_tier,
+        breakdown: lines(&definition, &breakdown),
+        graded_at: at,
+    })
+}
+
+/// One point of a customer's grade history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HistoryPoint {
+    pub run_id: i64,
+    pub period: String,
+    pub model_version: i64,
+    pub score: f64,
+    pub grade: String,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
+    pub graded_at: Millis,
+}
+
+/// Every run of the model that scored the customer, oldest period first.
+pub async fn grade_history(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    model_id: i64,
+) -> Result<Vec<HistoryPoint>> {
+    require(scope, "grading.view")?;
+    let mut tx = db.read().await?;
+    visible_customer(&mut *tx, scope, customer_id).await?;
+    model_version(&mut tx, scope, model_id, None).await?;
+    let rows: Vec<(i64, String, i64, f64, String, i64)> = Sql::new("SELECT r.id, r.period, r.model_version, g.score, g.grade, r.created_at FROM grade_results g JOIN scoring_runs r ON r.id = g.run_id WHERE g.customer_id = ")
+        .arg(customer_id)
+        .push(" AND r.model_id = ")
+        .arg(model_id)
+        .push(" ORDER BY r.period, r.id")
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(run_id, period, model_version, score, grade, graded_at)| HistoryPoint {
+                run_id,
+                period,
+                model_version,
+                score,
+                grade,
+                graded_at,
+            },
+        )
+        .collect())
+}
+
+/// A customer's result in a run, as run lists and exports show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunResult {
+    pub customer_id: i64,
+    pub customer_name: String,
+    pub score: f64,
+    pub grade: String,
+    pub abc: Option<String>,
+    pub scale_tier: Option<String>,
+}
+
+/// A run's results the caller may see (customers in scope), best first.
+pub async fn run_results(
+    db: &Db,
+    scope: &Scope,
+    run_id: i64,
+    grade: Option<&str>,
+    limit: i64,
+    cursor: Option<&str>,
+) -> Result<Page<RunResult>> {
+    get_run(db, scope, run_id).await?;
+    let mut sql = Sql::new("SELECT g.customer_id, c.name, g.score, g.grade, g.abc, g.scale_tier FROM grade_results g JOIN customers c ON c.id = g.customer_id JOIN orgs o ON o.id = c.org_id WHERE g.run_id = ");
+    sql.arg(run_id).push(" AND ");
+    reachable(&mut sql, scope, "customer.view");
+    if let Some(g) = grade {
+        sql.push(" AND g.grade = ").arg(g);
+    }
+    if let Some(after) = decode_cursor(cursor)? {
+        let bad = || -> StoreError {
+            Invalid::new(
+                "cursor",
+                "invalid_cursor",
+                "the cursor is not one this server made",
+            )
+            .into()
+        };
+        let (s, id) = after.split_once('|').ok_or_else(bad)?;
+        let s: f64 = s.parse().map_err(|_| bad())?;
+        let id: i64 = id.parse().map_err(|_| bad())?;
+        sql.push(" AND (g.score < ")
+            .arg(s)
+            .push(" OR (g.score = ")
+            .arg(s)
+            .push(" AND g.customer_id > ")
+            .arg(id)
+            .push("))");
+    }
+    sql.push(" ORDER BY g.score DESC, g.customer_id LIMIT ")
+        .arg(limit + 1);
+    type Row = (i64, String, f64, String, Option<String>, Option<String>);
+    let rows: Vec<Row> = sql.fetch_all(&db.pool).await?;
+    let page = Page::from_rows(rows, limit, |r| format!("{:?}|{}", r.2, r.0));
+    Ok(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(
+                |(customer_id, customer_name, score, grade, abc, scale_tier)| RunResult {
+                    customer_id,
+                    customer_name,
+                    score,
+                    grade,
+                    abc,
+                    scale_tier,
+                },
+            )
+            .collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// Who moved between two runs of a model.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunDiff {
+    pub run_id: i64,
+    pub previous_run_id: Option<i64>,
+    /// Moved to a better grade.
+    pub up: Vec<Move>,
+    /// Moved to a worse grade.
+    pub down: Vec<Move>,
+    /// Same grade in both runs.
+    pub unchanged: i64,
+    /// Graded now, not before.
+    pub new: i64,
+    /// Graded before, not now.
+    pub gone: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Move {
+    pub customer_id: i64,
+    pub customer_name: String,
+    pub before_grade: String,
+    pub before_score: f64,
+    pub grade: String,
+    pub score: f64,
+}
+
+/// The run against the run before it (or `against`): customers in the caller's scope whose
+/// grade went up or down, biggest score changes first.
+pub async fn run_diff(
+    db: &Db,
+    scope: &Scope,
+    run_id: i64,
+    against: Option<i64>,
+) -> Result<RunDiff> {
+    let run = get_run(db, scope, run_id).await?;
+    let previous = match against {
+        Some(a) => {
+            let other = get_run(db, scope, a).await?;
+            if other.model_id != run.model_id {
+                return Err(Invalid::new(
+                    "against",
+                    "different_model",
+                    "runs of different models cannot be compared",
+                )
+                .into());
+            }
+            Some(a)
+        }
+        None => run.previous_run_id,
+    };
+    let mut diff = RunDiff {
+        run_id,
+        previous_run_id: previous,
+        up: vec![],
+        down: vec![],
+        unchanged: 0,
+        new: 0,
+        gone: 0,
+    };
+    let model = model_version(
+        &mut *db.pool.acquire().await?,
+        scope,
+        run.model_id,
+        Some(run.model_version),
+    )
+    .await?;
+    // a grade's rank: bands with a higher min are better
+    let mut bands = model.grades.clone();
+    bands.sort_by(|a, b| b.min.total_cmp(&a.min));
+    let rank = |g: &str| bands.iter().position(|b| b.grade == g);
+    let Some(previous) = previous else {
+        diff.new = run.scored;
+        return Ok(diff);
+    };
+    type Row = (
+        i64,
+        String,
+        Option<f64>,
+        Option<String>,
+        Option<f64>,
+        Option<String>,
+    );
+    let side = |this: i64, other: i64, outer: bool| {
+        let mut sql = Sql::new("SELECT c.id, c.name, a.score, a.grade, b.score, b.grade FROM grade_results a JOIN customers c ON c.id = a.customer_id JOIN orgs o ON o.id = c.org_id LEFT JOIN grade_results b ON b.customer_id = a.customer_id AND b.run_id = ");
+        sql.arg(other).push(" WHERE a.run_id = ").arg(this);
+        if outer {
+            sql.push(" AND b.customer_id IS NULL");
+        }
+        sql.push(" AND ");
+        reachable(&mut sql, scope, "customer.view");
+        sql
+    };
+    let rows: Vec<Row> = side(run_id, previous, false).fetch_all(&db.pool).await?;
+    let gone: Vec<Row> = side(previous, run_id, true).fetch_all(&db.pool).await?;
+    diff.gone = gone.len() as i64;
+    for (customer_id, customer_name, score, grade, before_score, before_grade) in rows {
+        let (Some(score), Some(grade)) = (score, grade) else {
+            continue;
+        };
+        let (Some(before_score), Some(before_grade)) = (before_score, before_grade) else {
+            diff.new += 1;
+            continue;
+        };
+        let m = Move {
+            customer_id,
+            customer_name,
+            before_grade,
+            before_score,
+            grade,
+            score,
+        };
+        match (rank(&m.grade), rank(&m.before_grade)) {
+            (Some(now), Some(before)) if now < before => diff.up.push(m),
+            (Some(now), Some(before)) if now > before => diff.down.push(m),
+            _ => diff.unchanged += 1,
+        }
+    }
+    diff.up
+        .sort_by(|a, b| (b.score - b.before_score).total_cmp(&(a.score - a.before_score)));
+    diff.down
+        .sort_by(|a, b| (a.score - a.before_score).total_cmp(&(b.score - b.before_score)));
+    Ok(diff)
+}
+
+// ---------------------------------------------------------------- import and export
+
+/// What an inputs import did (or, in a dry run, would do).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InputsImport {
+    pub period: String,
+    /// Data rows read below the header row.
+    pub rows: usize,
+    pub accepted: usize,
+    pub rejected: Vec<crate::customers::ImportRejection>,
+    /// Column header → the metric or criterion code it fills.
+    pub mapping: Vec<(String, String)>,
+    pub ignored_columns: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// Headers that name the customer of a row, and how it is looked up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CustomerKey {
+    Id,
+    Code,
+    Name,
+}
+
+fn customer_key(header: &str) -> Option<CustomerKey> {
+    match header.trim().to_lowercase().as_str() {
+        "customer_id" | "客户id" | "id" => Some(CustomerKey::Id),
+        "客户编号" | "客户代码" | "编号" | "code" | "customer code" | "customer_code" => {
+            Some(CustomerKey::Code)
+        }
+        "客户名称" | "客户" | "单位名称" | "公司名称" | "名称" | "name" | "customer" => {
+            Some(CustomerKey::Name)
+        }
+        _ => None,
+    }
+}
+
+/// The input key a header fills: a metric (by code or name) or a criterion of a visible model.
+fn input_key(header: &str, models: &[ScoringModel]) -> Option<String> {
+    let h = header.trim();
+    let lower = h.to_lowercase();
+    if let Some(m) = rules::METRICS
+        .iter()
+        .find(|m| m.code == lower || m.name_zh == h || m.name_en.to_lowercase() == lower)
+    {
+        return Some(m.code.to_string());
+    }
+    models
+        .iter()
+        .flat_map(|m| &m.criteria)
+        .filter(|c| c.source() == Source::Manual || c.takes_assessment())
+        .find(|c| c.code == h || c.name == h)
+        .map(|c| c.code.clone())
+}
+
+/// Imports a period's sheet (xlsx, xls or csv): one row per customer, named by id, code or name;
+/// the other columns are metrics or criteria. Rows whose customer is unknown or out of scope, or
+/// whose values have the wrong type, are reported with their row and column and not written.
+pub async fn import_inputs(
+    db: &Db,
+    scope: &Scope,
+    period: &str,
+    source: &crate::customers::ImportSource,
+    dry_run: bool,
+) -> Result<InputsImport> {
+    use crate::customers::import::{column_letter, read_sheet};
+    use crate::customers::ImportRejection;
+    require(scope, "grading.manage")?;
+    let period = Period::parse("period", period)?.to_string();
+    let sheet = read_sheet(source)?;
+    let models = visible_definitions(&db.pool, scope).await?;
+    // the header row: the first with a customer column
+    let header_index = sheet
+        .rows
+        .iter()
+        .take(20)
+        .position(|r| {
+            r.iter()
+                .any(|c| c.text().as_deref().and_then(customer_key).is_some())
+        })
+        .ok_or_else(|| {
+            Invalid::new(
+                "file",
+                "no_header",
+                "no header row names the customer (客户编号, 客户名称 or customer_id)",
+            )
+        })?;
+    let header: Vec<Option<String>> = sheet.rows[header_index].iter().map(|c| c.text()).collect();
+    let (key_col, key_kind) = header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.as_deref().and_then(customer_key).map(|k| (i, k)))
+        .min_by_key(|(_, k)| *k as u8)
+        .expect("the header row has a customer column");
+    let mut mapping = Vec::new();
+    let mut ignored = Vec::new();
+    let mut columns: Vec<(usize, String)> = Vec::new();
+    for (i, h) in header.iter().enumerate() {
+        let Some(h) = h else { continue };
+        if i == key_col || customer_key(h).is_some() {
+            continue;
+        }
+        match input_key(h, &models) {
+            Some(k) => {
+                mapping.push((h.clone(), k.clone()));
+                columns.push((i, k));
+            }
+            None => ignored.push(h.clone()),
+        }
+    }
+    let mut rejected = Vec::new();
+    // (row number, the customer as named, the values)
+    type Row = (usize, String, Vec<(String, Option<Value>)>);
+    let mut rows: Vec<Row> = Vec::new();
+    let data = &sheet.rows[header_index + 1..];
+    for (n, r) in data.iter().enumerate() {
+        let row_no = sheet.first_row + header_index + 1 + n;
+        if r.iter().all(|c| c.text().is_none()) {
+            continue;
+        }
+        let Some(key) = r.get(key_col).and_then(|c| c.text()) else {
+            rejected.push(ImportRejection {
+                row: row_no,
+                column: Some(column_letter(key_col)),
+                field: Some("customer".into()),
+                reason: "the row names no customer".into(),
+            });
+            continue;
+        };
+        let mut values = serde_json::Map::new();
+        for (i, k) in &columns {
+            if let Some(t) = r.get(*i).and_then(|c| c.text()) {
+                values.insert(k.clone(), serde_json::Value::String(t));
+            }
+        }
+        match checked_values(&values, &models) {
+            Ok(v) => rows.push((row_no, key, v)),
+            Err(e) => {
+                let key = e.field.trim_start_matches("values.");
+                let col = columns.iter().find(|(_, k)| k == key).map(|(i, _)| *i);
+                rejected.push(ImportRejection {
+                    row: row_no,
+                    column: col.map(column_letter),
+                    field: Some(key.to_string()),
+                    reason: e.message,
+                });
+            }
+        }
+    }
+    // the customers named, looked up within the caller's scope
+    let mut found: HashMap<String, Vec<i64>> = HashMap::new();
+    let keys: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+    for chunk in keys.chunks(500) {
+        let mut sql = Sql::new(match key_kind {
+            CustomerKey::Id => "SELECT c.id, CAST(c.id AS TEXT) FROM customers c JOIN orgs o ON o.id = c.org_id WHERE ",
+            CustomerKey::Code => "SELECT c.id, c.code FROM customers c JOIN orgs o ON o.id = c.org_id WHERE ",
+            CustomerKey::Name => "SELECT c.id, c.name FROM customers c JOIN orgs o ON o.id = c.org_id WHERE ",
+        });
+        match key_kind {
+            CustomerKey::Id => {
+                let ids: Vec<i64> = chunk.iter().filter_map(|k| k.parse().ok()).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                sql.in_ids("c.id", &ids);
+            }
+            CustomerKey::Code | CustomerKey::Name => {
+                sql.push(if key_kind == CustomerKey::Code {
+                    "c.code IN ("
+                } else {
+                    "c.name IN ("
+                });
+                for (i, k) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.arg(k.as_str());
+                }
+                sql.push(")");
+            }
+        }
+        sql.push(" AND ");
+        reachable(&mut sql, scope, "customer.view");
+        let hits: Vec<(i64, Option<String>)> = sql.fetch_all(&db.pool).await?;
+        for (id, k) in hits {
+            found.entry(k.unwrap_or_default()).or_default().push(id);
+        }
+    }
+    let mut writes = Vec::new();
+    for (row_no, key, values) in rows {
+        match found.get(&key).map(Vec::as_slice) {
+            Some([id]) => writes.push((*id, values)),
+            Some(_) => rejected.push(ImportRejection {
+                row: row_no,
+                column: Some(column_letter(key_col)),
+                field: Some("customer".into()),
+                reason: format!("more than one customer is called '{key}': use the customer code"),
+            }),
+            None => rejected.push(ImportRejection {
+                row: row_no,
+                column: Some(column_letter(key_col)),
+                field: Some("customer".into()),
+                reason: format!("no customer '{key}' in your scope"),
+            }),
+        }
+    }
+    rejected.sort_by_key(|r| r.row);
+    let accepted = writes.len();
+    if !dry_run && accepted > 0 {
+        let mut tx = db.begin().await?;
+        for (id, values) in writes {
+            set_values(&mut tx, scope, id, &period, values).await?;
+        }
+        audit::record(
+            &mut *tx,
+            scope.into(),
+            Entry {
+                org_path: scope.org_path.as_str(),
+                action: "scoring_inputs.import",
+                entity: "scoring_inputs",
+                entity_id: None,
+                summary: format!(
+                    "grading inputs for {period} imported from {}: {accepted} rows",
+                    source.file_name
+                ),
+                changes: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(InputsImport {
+        period,
+        rows: data
+            .iter()
+            .filter(|r| r.iter().any(|c| c.text().is_some()))
+            .count(),
+        accepted,
+        rejected,
+        mapping,
+        ignored_columns: ignored,
+        dry_run,
+    })
+}
+
+/// A run's results the caller may see as an xlsx workbook: one row per customer with each
+/// criterion's score.
+pub async fn export_xlsx(db: &Db, scope: &Scope, run_id: i64) -> Result<Vec<u8>> {
+    require(scope, "grading.view")?;
+    let run = get_run(db, scope, run_id).await?;
+    let model = model_version(
+        &mut *db.pool.acquire().await?,
+        scope,
+        run.model_id,
+        Some(run.model_version),
+    )
+    .await?
+    .definition();
+    let mut sql = Sql::new("SELECT g.customer_id, c.name, c.code, g.score, g.grade, g.abc, g.scale_tier, g.breakdown FROM grade_results g JOIN customers c ON c.id = g.customer_id JOIN orgs o ON o.id = c.org_id WHERE g.run_id = ");
+    sql.arg(run_id).push(" AND ");
+    reachable(&mut sql, scope, "customer.view");
+    sql.push(" ORDER BY g.score DESC, g.customer_id");
+    type Row = (
+        i64,
+        String,
+        Option<String>,
+        f64,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let rows: Vec<Row> = sql.fetch_all(&db.pool).await?;
+    let xlsx = |e: rust_xlsxwriter::XlsxError| {
+        StoreError::Database(sqlx::Error::Protocol(format!("xlsx: {e}")))
+    };
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let mut headers: Vec<String> = [
+        "客户ID",
+        "客户编号",
+        "客户名称",
+        "得分",
+        "等级",
+        "ABC",
+        "规模",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    headers.extend(
+        model
+            .criteria
+            .iter()
+            .map(|c| format!("{}({})", c.name, c.weight)),
+    );
+    for (i, h) in headers.iter().enumerate() {
+        sheet
+            .write_string_with_format(0, i as u16, h, &bold)
+            .map_err(xlsx)?;
+    }
+    for (r, (id, name, code, score, grade, abc, tier, breakdown)) in rows.iter().enumerate() {
+        let r = r as u32 + 1;
+        sheet.write_number(r, 0, *id as f64).map_err(xlsx)?;
+        sheet
+            .write_string(r, 1, code.as_deref().unwrap_or(""))
+            .map_err(xlsx)?;
+        sheet.write_string(r, 2, name).map_err(xlsx)?;
+        sheet.write_number(r, 3, *score).map_err(xlsx)?;
+        sheet.write_string(r, 4, grade).map_err(xlsx)?;
+        sheet
+            .write_string(r, 5, abc.as_deref().unwrap_or(""))
+            .map_err(xlsx)?;
+        sheet
+            .write_string(r, 6, tier.as_deref().unwrap_or(""))
+            .map_err(xlsx)?;
+        for (i, l) in lines(&model, breakdown).iter().enumerate() {
+            sheet.write_number(r, 7 + i as u16, l.score).map_err(xlsx)?;
+        }
+    }
+    let bytes = book.save_to_buffer().map_err(xlsx)?;
+    audit::record(
+        &db.pool,
+        scope.into(),
+        Entry {
+            org_path: scope.org_path.as_str(),
+            action: "scoring_run.export",
+            entity: "scoring_run",
+            entity_id: Some(run_id),
+            summary: format!("grades of run {run_id} exported: {} rows", rows.len()),
+            changes: None,
+        },
+    )
+    .await?;
+    Ok(bytes)
+}
