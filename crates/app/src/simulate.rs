@@ -47,7 +47,49 @@ async fn api(
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
-/// An outlet `SIM` with `n` windows, a clerk and a keypad each; answers the keypads' tokens.
+/// Windows per simulated outlet, as at a large outlet: the day's figures an alert carries are per outlet.
+const WINDOWS_PER_OUTLET: usize = 10;
+
+/// The org with this code, made under `parent` when missing; answers its id.
+async fn org(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    code: &str,
+    name: &str,
+    kind: &str,
+    parent: &Value,
+) -> anyhow::Result<i64> {
+    let (_, found) = api(
+        client,
+        reqwest::Method::GET,
+        format!("{base}/api/v1/orgs?q={code}"),
+        token,
+        None,
+    )
+    .await?;
+    if let Some(id) = found["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|o| o["code"] == code))
+        .and_then(|o| o["id"].as_i64())
+    {
+        return Ok(id);
+    }
+    let (status, made) = api(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/orgs"),
+        token,
+        Some(json!({"name": name, "code": code, "parent_id": parent, "kind": kind})),
+    )
+    .await?;
+    if status != 201 {
+        bail!("cannot create the simulation org {code}: {made}");
+    }
+    made["id"].as_i64().context("org id")
+}
+
+/// A branch `SIM` with outlets of ten windows, a clerk and a keypad each; answers the keypads' tokens.
 async fn provision(client: &reqwest::Client, s: &Simulation) -> anyhow::Result<Vec<String>> {
     let base = &s.base_url;
     let login: Value = client
@@ -70,37 +112,21 @@ async fn provision(client: &reqwest::Client, s: &Simulation) -> anyhow::Result<V
             Some(body),
         )
     };
-    let (_, orgs) = api(
+    let (_, root) = api(
         client,
         reqwest::Method::GET,
-        format!("{base}/api/v1/orgs?q=SIM-OUTLET"),
+        format!("{base}/api/v1/orgs?limit=1"),
         &token,
         None,
     )
     .await?;
-    let outlet = match orgs["items"].as_array().and_then(|i| i.first()) {
-        Some(o) => o["id"].as_i64().context("org id")?,
-        None => {
-            let (_, root) = api(
-                client,
-                reqwest::Method::GET,
-                format!("{base}/api/v1/orgs?limit=1"),
-                &token,
-                None,
-            )
-            .await?;
-            let (status, o) = post("/api/v1/orgs", json!({"name": "模拟网点", "code": "SIM-OUTLET", "parent_id": root["items"][0]["id"], "kind": "outlet"})).await?;
-            if status != 201 {
-                bail!("cannot create the simulation outlet: {o}");
-            }
-            o["id"].as_i64().context("org id")?
-        }
-    };
+    let root = root["items"][0]["id"].clone();
+    let branch = org(client, base, &token, "SIM", "模拟分行", "branch", &root).await?;
     // presses count without Start/End only where the org says so
     let (_, mut settings) = api(
         client,
         reqwest::Method::GET,
-        format!("{base}/api/v1/orgs/{outlet}/evaluation-settings"),
+        format!("{base}/api/v1/orgs/{branch}/evaluation-settings"),
         &token,
         None,
     )
@@ -110,7 +136,7 @@ async fn provision(client: &reqwest::Client, s: &Simulation) -> anyhow::Result<V
     api(
         client,
         reqwest::Method::PUT,
-        format!("{base}/api/v1/orgs/{outlet}/evaluation-settings"),
+        format!("{base}/api/v1/orgs/{branch}/evaluation-settings"),
         &token,
         Some(settings),
     )
@@ -137,7 +163,21 @@ async fn provision(client: &reqwest::Client, s: &Simulation) -> anyhow::Result<V
             .clone(),
     };
     let mut tokens = Vec::with_capacity(s.terminals);
+    let mut outlet = 0;
     for i in 1..=s.terminals {
+        if (i - 1) % WINDOWS_PER_OUTLET == 0 {
+            let n = (i - 1) / WINDOWS_PER_OUTLET + 1;
+            outlet = org(
+                client,
+                base,
+                &token,
+                &format!("SIM-{n:03}"),
+                &format!("模拟网点{n}"),
+                "outlet",
+                &json!(branch),
+            )
+            .await?;
+        }
         let code = format!("SIM{i:04}");
         let (_, found) = api(
             client,

@@ -442,18 +442,20 @@ async fn stored_presses(
     backend: Backend,
     requests: &[Request],
 ) -> Result<HashMap<(i64, String), StoredPress>> {
-    let mut sql = Sql::bulk(backend, "SELECT terminal_id, idempotency_key, id, body_digest, counted, reason, rating_id FROM presses WHERE (terminal_id, idempotency_key) IN (");
+    // a join with the asked keys, so each is one lookup in the unique index (SQLite does not use
+    // the index for a row-value IN list)
+    let mut sql = Sql::bulk(backend, "WITH asked (t, k) AS (VALUES ");
     for (i, r) in requests.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push("(")
+        sql.push(if i == 0 { "(" } else { ", (" })
             .arg(r.device.terminal_id)
             .push(", ")
             .arg(&r.input.idempotency_key)
             .push(")");
     }
-    let rows: Vec<StoredPress> = sql.push(")").fetch_all(&mut **tx).await?;
+    let rows: Vec<StoredPress> = sql
+        .push(") SELECT p.terminal_id, p.idempotency_key, p.id, p.body_digest, p.counted, p.reason, p.rating_id FROM asked JOIN presses p ON p.terminal_id = asked.t AND p.idempotency_key = asked.k")
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|p| ((p.terminal_id, p.idempotency_key.clone()), p))
@@ -771,13 +773,15 @@ async fn windows_at(
             .arg(interval)
             .push(")");
     }
+    // `+r.service_id`: the planner would otherwise take ratings_service for `IS NULL` (a unique
+    // index, so "one row") and walk every bare rating of every window.
     // Services at a window follow one another (Start refuses while one runs), so the one after the
     // latest ended service is the next to start, possibly in the millisecond of that End; duties
     // at a window follow one another too, so the latest started by `t` is the only candidate.
     sql.push(
         ") SELECT q.ask, s.id AS service_id, s.ended_at, s.rating_id, s.staff_id AS service_staff, \
          (SELECT n.started_at FROM services n WHERE n.window_id = q.w AND n.started_at >= s.ended_at AND n.id > s.id ORDER BY n.started_at LIMIT 1) AS next_start, \
-         CASE WHEN EXISTS (SELECT 1 FROM ratings r WHERE r.window_id = q.w AND r.service_id IS NULL AND r.rated_at > q.t - q.iv AND r.rated_at < q.t + q.iv) THEN 1 ELSE 0 END AS bare_press_nearby, \
+         CASE WHEN EXISTS (SELECT 1 FROM ratings r WHERE r.window_id = q.w AND r.rated_at > q.t - q.iv AND r.rated_at < q.t + q.iv AND +r.service_id IS NULL) THEN 1 ELSE 0 END AS bare_press_nearby, \
          CASE WHEN d.ended_at IS NULL OR d.ended_at > q.t THEN d.staff_id END AS duty_staff \
          FROM q \
          LEFT JOIN services s ON s.id = (SELECT x.id FROM services x WHERE x.window_id = q.w AND x.ended_at IS NOT NULL AND x.ended_at <= q.t ORDER BY x.ended_at DESC LIMIT 1) \
