@@ -1,3 +1,8 @@
+/// glibc malloc keeps one arena per thread and returns little of it: under load the server grew to
+/// ~470 MiB with it, ~110 MiB with mimalloc (500 terminals pressing for 20 s).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use keping_app::config::Config;
