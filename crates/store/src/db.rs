@@ -29,6 +29,7 @@ pub struct Db {
     pub backend: Backend,
     /// Kept for connections outside the pool (PostgreSQL LISTEN); never printed: it may hold a password.
     pub url: String,
+    pub(crate) devices: std::sync::Arc<crate::evaluation::DeviceCache>,
 }
 
 impl std::fmt::Debug for Db {
@@ -100,6 +101,7 @@ impl Db {
             pool,
             backend,
             url: url.clone(),
+            devices: Default::default(),
         })
     }
 

@@ -24,10 +24,22 @@ pub async fn settings_for<'e, E: sqlx::Executor<'e, Database = Any>>(
     ex: E,
     org_path: &OrgPath,
 ) -> Result<EvaluationSettings> {
-    Ok(settings::nearest(ex, org_path, SETTINGS)
+    Ok(settings_for_each(ex, std::slice::from_ref(org_path))
         .await?
-        .map(|(_, s)| s)
+        .pop()
         .unwrap_or_default())
+}
+
+/// [`settings_for`] for each of `org_paths`, in one query.
+pub async fn settings_for_each<'e, E: sqlx::Executor<'e, Database = Any>>(
+    ex: E,
+    org_paths: &[OrgPath],
+) -> Result<Vec<EvaluationSettings>> {
+    Ok(settings::nearest_each(ex, org_paths, SETTINGS)
+        .await?
+        .into_iter()
+        .map(|s| s.map(|(_, s)| s).unwrap_or_default())
+        .collect())
 }
 
 /// Sets an org's own settings; its subtree inherits them unless it has its own.
@@ -390,6 +402,7 @@ pub async fn update_window(db: &Db, scope: &Scope, id: i64, patch: WindowPatch) 
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
+    db.devices.forget_all();
     Ok(after)
 }
 
@@ -624,6 +637,7 @@ pub async fn rotate_qr_terminal(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
+    db.devices.forget_all();
     Ok((w, token))
 }
 
@@ -728,6 +742,7 @@ pub async fn revoke_terminal(db: &Db, scope: &Scope, id: i64) -> Result<Terminal
     }
     let t = terminal_changed(&mut tx, scope, &path, id, "revoke").await?;
     tx.commit().await?;
+    db.devices.forget_all();
     Ok(t)
 }
 
@@ -750,6 +765,7 @@ pub async fn rotate_terminal(db: &Db, scope: &Scope, id: i64) -> Result<(Termina
         .await?;
     let t = terminal_changed(&mut tx, scope, &path, id, "rotate").await?;
     tx.commit().await?;
+    db.devices.forget_all();
     Ok((t, token))
 }
 
@@ -797,11 +813,54 @@ pub struct Device {
 }
 
 pub async fn device(db: &Db, token: &str) -> Result<Option<Device>> {
-    Sql::new("SELECT t.id AS terminal_id, t.window_id, w.org_id, o.path AS org_path, t.kind, w.name AS window_name, w.business_type_id, o.name AS org_name, o.timezone, t.last_seen_at FROM terminals t JOIN windows w ON w.id = t.window_id JOIN orgs o ON o.id = w.org_id WHERE t.digest = ")
-        .arg(secret_digest(token))
+    let digest = secret_digest(token);
+    if let Some(d) = db.devices.get(&digest) {
+        return Ok(Some(d));
+    }
+    let found: Option<Device> = Sql::new("SELECT t.id AS terminal_id, t.window_id, w.org_id, o.path AS org_path, t.kind, w.name AS window_name, w.business_type_id, o.name AS org_name, o.timezone, t.last_seen_at FROM terminals t JOIN windows w ON w.id = t.window_id JOIN orgs o ON o.id = w.org_id WHERE t.digest = ")
+        .arg(&digest)
         .push(" AND t.revoked_at IS NULL AND o.enabled = 1")
         .fetch_optional(&db.pool)
-        .await
+        .await?;
+    if let Some(d) = &found {
+        db.devices.put(digest, d.clone());
+    }
+    Ok(found)
+}
+
+/// Terminals recently authenticated, by token digest: a terminal sends several requests a second
+/// under load, and each would otherwise cost a query. Entries live [`DEVICE_TTL`]; this instance
+/// forgets them all when a terminal, window or org changes, so another instance sharing the
+/// database sees a revocation within that time.
+#[derive(Default)]
+pub struct DeviceCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Device, std::time::Instant)>>,
+}
+
+const DEVICE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Beyond this many entries, expired ones are dropped when a new one comes.
+const DEVICE_CACHE_PRUNE_AT: usize = 10_000;
+
+impl DeviceCache {
+    fn get(&self, digest: &str) -> Option<Device> {
+        let entries = self.entries.lock().expect("device cache lock");
+        entries
+            .get(digest)
+            .filter(|(_, at)| at.elapsed() < DEVICE_TTL)
+            .map(|(d, _)| d.clone())
+    }
+
+    fn put(&self, digest: String, device: Device) {
+        let mut entries = self.entries.lock().expect("device cache lock");
+        if entries.len() >= DEVICE_CACHE_PRUNE_AT {
+            entries.retain(|_, (_, at)| at.elapsed() < DEVICE_TTL);
+        }
+        entries.insert(digest, (device, std::time::Instant::now()));
+    }
+
+    pub(crate) fn forget_all(&self) {
+        self.entries.lock().expect("device cache lock").clear();
+    }
 }
 
 impl Device {

@@ -439,6 +439,7 @@ pub async fn update(db: &Db, scope: &Scope, id: i64, patch: OrgPatch) -> Result<
     )
     .await?;
     tx.commit().await?;
+    db.devices.forget_all();
     Ok(after)
 }
 
@@ -528,6 +529,7 @@ pub async fn move_to(db: &Db, scope: &Scope, id: i64, new_parent_id: i64) -> Res
     )
     .await?;
     tx.commit().await?;
+    db.devices.forget_all();
     Ok(after)
 }
 

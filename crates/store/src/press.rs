@@ -6,12 +6,13 @@
 //! batch see each other's ratings through [`Overlay`], exactly as if they had been written one by
 //! one. A press is answered only after its batch committed, so a 2xx answer means it is stored.
 
-use crate::evaluation::{mask_phone, settings_for, Device};
+use crate::evaluation::{mask_phone, settings_for_each, Device};
 use crate::{Backend, Db, Result, Sql, StoreError};
 use keping_domain::auth::secret_digest;
 use keping_domain::evaluation::{
     self as rules, Decision, EvaluationSettings, PressTarget, PressTime, PromptState, RatingOption,
 };
+use keping_domain::org::OrgPath;
 use keping_domain::validate::{self, Invalid};
 use keping_domain::{now_millis, Millis};
 use serde::Serialize;
@@ -164,7 +165,14 @@ async fn writer(db: Db, mut queue: mpsc::Receiver<Job>) {
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (requests, replies): (Vec<Request>, Vec<_>) =
             jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
-        match record(&db, &requests).await {
+        let started = std::time::Instant::now();
+        let recorded = record(&db, &requests).await;
+        tracing::debug!(
+            presses = requests.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "press batch"
+        );
+        match recorded {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
@@ -244,13 +252,17 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
             .await?;
     }
     let stored = stored_presses(&mut tx, db.backend, requests).await?;
-    let mut settings: HashMap<&str, EvaluationSettings> = HashMap::new();
-    for r in requests {
-        if !settings.contains_key(r.device.org_path.as_str()) {
-            let s = settings_for(&mut *tx, &r.device.path()).await?;
-            settings.insert(&r.device.org_path, s);
-        }
-    }
+    let mut paths: Vec<&str> = requests
+        .iter()
+        .map(|r| r.device.org_path.as_str())
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let parsed: Vec<OrgPath> = requests_paths(&paths);
+    let settings: HashMap<&str, EvaluationSettings> = paths
+        .into_iter()
+        .zip(settings_for_each(&mut *tx, &parsed).await?)
+        .collect();
     let settings_of = |r: &Request| &settings[r.device.org_path.as_str()];
 
     // first pass: replays, unknown keys and the moment each press counts at
@@ -377,6 +389,13 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
         }));
     }
     Ok(outcomes.into_iter().map(|o| o.expect("filled")).collect())
+}
+
+fn requests_paths(paths: &[&str]) -> Vec<OrgPath> {
+    paths
+        .iter()
+        .map(|p| OrgPath::parse(p).expect("stored org paths are well formed"))
+        .collect()
 }
 
 fn plans_time(plan: &Plan) -> Option<Millis> {

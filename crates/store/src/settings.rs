@@ -14,15 +14,34 @@ pub async fn nearest<'e, T: DeserializeOwned, E: Executor<'e, Database = Any>>(
     path: &OrgPath,
     name: &str,
 ) -> Result<Option<(i64, T)>> {
-    let ids = path.ids();
+    Ok(nearest_each(ex, std::slice::from_ref(path), name)
+        .await?
+        .pop()
+        .flatten())
+}
+
+/// [`nearest`] for each of `paths`, in one query.
+pub async fn nearest_each<'e, T: DeserializeOwned, E: Executor<'e, Database = Any>>(
+    ex: E,
+    paths: &[OrgPath],
+    name: &str,
+) -> Result<Vec<Option<(i64, T)>>> {
+    let mut ids: Vec<i64> = paths.iter().flat_map(OrgPath::ids).collect();
+    ids.sort_unstable();
+    ids.dedup();
     let mut sql = Sql::new("SELECT org_id, value FROM org_settings WHERE name = ");
     sql.arg(name).push(" AND ").in_ids("org_id", &ids);
     let rows: Vec<(i64, String)> = sql.fetch_all(ex).await?;
-    Ok(ids
+    Ok(paths
         .iter()
-        .rev()
-        .find_map(|id| rows.iter().find(|(o, _)| o == id))
-        .and_then(|(o, json)| serde_json::from_str(json).ok().map(|v| (*o, v))))
+        .map(|path| {
+            path.ids()
+                .iter()
+                .rev()
+                .find_map(|id| rows.iter().find(|(o, _)| o == id))
+                .and_then(|(o, json)| serde_json::from_str(json).ok().map(|v| (*o, v)))
+        })
+        .collect())
 }
 
 /// Replaces an org's own setting `name`.
