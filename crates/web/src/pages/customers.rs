@@ -380,7 +380,7 @@ async fn draw_card_with(
                 .await
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|u| Some(u.id) != c.owner_id)
+                .filter(|u| Some(u.id) != c.owner_id && u.id != caller.scope.user_id)
                 .collect(),
             store::shares(&state.db, &caller.scope, id)
                 .await
