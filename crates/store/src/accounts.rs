@@ -1259,6 +1259,9 @@ pub const ADMIN_ROLE: &str = "系统管理员";
 
 /// Makes the root org, the administrator role and the `admin` account if there are none yet.
 /// Returns true when the administrator was created now.
+/// Creates the first org, the builtin administrator role and the `admin` account on an empty
+/// database (answers true then). On an existing one it gives the builtin administrator role every
+/// permission of the catalogue it lacks (permissions added by later versions).
 pub async fn bootstrap(db: &Db, admin_password_hash: &str) -> Result<bool> {
     let mut tx = db.begin().await?;
     if Sql::new("SELECT COUNT(*) FROM users")
@@ -1266,6 +1269,8 @@ pub async fn bootstrap(db: &Db, admin_password_hash: &str) -> Result<bool> {
         .await?
         > 0
     {
+        complete_builtin_roles(&mut tx).await?;
+        tx.commit().await?;
         return Ok(false);
     }
     let root: OrgRef = match org::create_first_root(&mut tx, "总部", "HQ").await? {
@@ -1323,6 +1328,58 @@ pub async fn bootstrap(db: &Db, admin_password_hash: &str) -> Result<bool> {
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// The builtin (administrator) roles hold the whole permission catalogue: permissions a later
+/// version added are given to them on start, and the change is audited.
+async fn complete_builtin_roles(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    let roles: Vec<(i64, String, String)> =
+        Sql::new("SELECT id, name, permissions FROM roles WHERE builtin = 1 ORDER BY id")
+            .fetch_all(&mut **tx)
+            .await?;
+    for (id, name, permissions) in roles {
+        let mut held: Vec<String> = serde_json::from_str(&permissions).unwrap_or_default();
+        let missing: Vec<String> = auth::PERMISSIONS
+            .iter()
+            .map(|p| p.code.to_string())
+            .filter(|code| !held.contains(code))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        held.extend(missing.iter().cloned());
+        Sql::new("UPDATE roles SET permissions = ")
+            .arg(serde_json::to_string(&held).expect("strings serialise"))
+            .push(", updated_at = ")
+            .arg(now_millis())
+            .push(" WHERE id = ")
+            .arg(id)
+            .execute(&mut **tx)
+            .await?;
+        let (root_path,): (String,) =
+            Sql::new("SELECT path FROM orgs WHERE parent_id IS NULL ORDER BY id LIMIT 1")
+                .fetch_one(&mut **tx)
+                .await?;
+        let mut changes = Changes::new();
+        changes.set("added_permissions", &missing);
+        audit::record(
+            &mut **tx,
+            Actor {
+                user_id: None,
+                username: "system",
+            },
+            Entry {
+                org_path: &root_path,
+                action: "update",
+                entity: "role",
+                entity_id: Some(id),
+                summary: format!("{name}: new permissions {}", missing.join(", ")),
+                changes: Some(changes),
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Sets the administrator's password (the `keping admin` command), creating the account if needed.

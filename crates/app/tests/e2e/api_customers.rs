@@ -19,6 +19,7 @@ both!(
     export_imports_back_the_same,
     caller_id_reaches_the_agent,
     customer_pages,
+    customer_edit_pages,
 );
 
 const REP_PERMS: &[&str] = &["customer.view", "customer.edit", "customer.pool"];
@@ -1591,6 +1592,287 @@ async fn customer_pages(app: TestApp) {
     assert_eq!(resp.status(), StatusCode::OK);
     let bytes = resp.bytes().await.unwrap();
     assert!(bytes.starts_with(b"PK"));
+}
+
+/// Changing customers through pages: the edit form with a custom field (also a list column),
+/// contacts added and edited, the owner from the card and in bulk from the list, sharing, and a
+/// merge that asks first; a rep sees no edit form for a customer he may only read.
+async fn customer_edit_pages(app: TestApp) {
+    let admin = &app.admin_token;
+    let root = app.root_id().await;
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/orgs/{root}/customer-fields"),
+            admin,
+            json!({"code": "frame_no", "label": "车架号", "kind": "text"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (rep_id, rep_token) = rep(&app, root, "pagerep", REP_PERMS).await;
+    let a = create(
+        &app,
+        admin,
+        json!({"name": "李四商行", "phone": "13900139000"}),
+    )
+    .await;
+    let b = create(
+        &app,
+        admin,
+        json!({"name": "李四商行（重复）", "company": "李四"}),
+    )
+    .await;
+    let (a, b) = (a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap());
+    let page = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let get = |path: String| {
+        let page = page.clone();
+        let url = format!("{}{path}", app.url);
+        async move {
+            let resp = page.get(url).send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let page = page.clone();
+        let url = format!("{}{path}", app.url);
+        async move {
+            let resp = page.post(url).form(&form).send().await.unwrap();
+            let location = resp
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string());
+            (resp.status(), location, resp.text().await.unwrap())
+        }
+    };
+
+    // the edit form shows the stored values and the custom field
+    let (status, form) = get(format!("/customers/{a}/edit")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        form.contains("value=\"李四商行\"")
+            && form.contains("车架号")
+            && form.contains("name=\"custom.frame_no\""),
+        "{form}"
+    );
+    let edit = |name: &str, phone: &str| {
+        vec![
+            ("name", name.to_string()),
+            ("kind", "customer".to_string()),
+            ("is_company", "1".to_string()),
+            ("phone", phone.to_string()),
+            ("region", "华东".to_string()),
+            ("tags", "老客户，VIP".to_string()),
+            ("importance", "urgent".to_string()),
+            ("intent", "B".to_string()),
+            ("custom.frame_no", "LSVAB123".to_string()),
+            ("notes", String::new()),
+        ]
+    };
+    let (status, _, html) = post(format!("/customers/{a}/edit"), edit("李四商行", "123")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains("id=\"edit-error\"") && html.contains("value=\"华东\""),
+        "the form keeps what was typed: {html}"
+    );
+    let (status, location, _) = post(
+        format!("/customers/{a}/edit"),
+        edit("李四商贸", "13900139001"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location.as_deref(),
+        Some(&*format!("/customers/{a}?saved=saved"))
+    );
+    let (_, one) = app.get(&format!("/api/v1/customers/{a}"), admin).await;
+    assert_eq!(one["name"], "李四商贸");
+    assert_eq!(one["phone"], "13900139001");
+    assert_eq!(one["tags"], json!(["老客户", "VIP"]));
+    assert_eq!(one["importance"], "urgent");
+    assert_eq!(one["custom"]["frame_no"], "LSVAB123");
+    let (_, list) = get("/customers".to_string()).await;
+    assert!(
+        list.contains("车架号") && list.contains("LSVAB123"),
+        "a column per custom field: {list}"
+    );
+    let (_, card) = get(format!("/customers/{a}")).await;
+    assert!(
+        card.contains("LSVAB123") && card.contains("customer-edit"),
+        "{card}"
+    );
+
+    // contacts: add, a bad phone, edit
+    let (status, form) = get(format!("/customers/{a}/contacts/new")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains("contact-form"), "{form}");
+    let contact = |phone: &str| {
+        vec![
+            ("name", "王经理".to_string()),
+            ("department", "采购部".to_string()),
+            ("title", "经理".to_string()),
+            ("gender", "male".to_string()),
+            ("approx_age", "45".to_string()),
+            ("phone", phone.to_string()),
+            ("mobile", "13700137000".to_string()),
+            ("important_dates", "结婚纪念日 2020-05-20".to_string()),
+        ]
+    };
+    let (status, _, html) = post(format!("/customers/{a}/contacts"), contact("12-ab")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a landline needs its area code"
+    );
+    assert!(
+        html.contains("contact-error") && html.contains("采购部"),
+        "{html}"
+    );
+    let (status, location, _) = post(
+        format!("/customers/{a}/contacts"),
+        contact("010-62345678-123"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location.as_deref(),
+        Some(&*format!("/customers/{a}?saved=contact_saved"))
+    );
+    let (_, one) = app.get(&format!("/api/v1/customers/{a}"), admin).await;
+    let k = &one["contacts"][0];
+    assert_eq!(k["department"], "采购部");
+    assert_eq!(k["phone"], "010-62345678-123");
+    assert_eq!(
+        k["important_dates"],
+        json!([{"label": "结婚纪念日", "date": "2020-05-20"}])
+    );
+    let k = k["id"].as_i64().unwrap();
+    let (status, form) = get(format!("/customers/{a}/contacts/{k}/edit")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        form.contains("value=\"王经理\"") && form.contains("结婚纪念日 2020-05-20"),
+        "{form}"
+    );
+    let mut changed = contact("010-62345678-123");
+    changed[2] = ("title", "总经理".to_string());
+    let (status, _, _) = post(format!("/customers/{a}/contacts/{k}"), changed).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, one) = app.get(&format!("/api/v1/customers/{a}"), admin).await;
+    assert_eq!(one["contacts"][0]["title"], "总经理");
+    let (status, _) = get(format!("/customers/{a}/contacts/999999/edit")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // the owner from the card, then both in bulk from the list
+    let (_, card) = get(format!("/customers/{a}")).await;
+    assert!(
+        card.contains("owner-form") && card.contains("pagerep"),
+        "{card}"
+    );
+    let (status, location, _) = post(
+        format!("/customers/{a}/owner"),
+        vec![("owner_id", rep_id.to_string())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location:?}");
+    let (_, one) = app.get(&format!("/api/v1/customers/{a}"), &rep_token).await;
+    assert_eq!(one["owner_id"], rep_id);
+    let (_, list) = get("/customers".to_string()).await;
+    assert!(
+        list.contains("bulk-assign") && list.contains("name=\"ids\""),
+        "{list}"
+    );
+    let (status, location, _) = post(
+        "/customers/assign".to_string(),
+        vec![
+            ("ids", a.to_string()),
+            ("ids", b.to_string()),
+            ("owner_id", rep_id.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/customers?saved=assigned"));
+    assert_eq!(names(&app, &rep_token, "sort=name").await.len(), 2);
+    let (status, _, _) = post(
+        "/customers/assign".to_string(),
+        vec![("owner_id", rep_id.to_string())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "nothing ticked");
+
+    // sharing with a colleague, read-only, then no more
+    let (colleague_id, colleague) = rep(&app, root, "pagecolleague", REP_PERMS).await;
+    let (status, _, _) = post(
+        format!("/customers/{a}/shares"),
+        vec![
+            ("user_id", colleague_id.to_string()),
+            ("access", "read".to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, card) = get(format!("/customers/{a}")).await;
+    assert!(
+        card.contains("pagecolleague") && card.contains("只读"),
+        "{card}"
+    );
+    let (status, one) = app.get(&format!("/api/v1/customers/{a}"), &colleague).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["can_edit"], false);
+    let colleague_page = app
+        .page_client(&app.url, "pagecolleague", "person-pass-1")
+        .await;
+    let resp = colleague_page
+        .get(format!("{}/customers/{a}/edit", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::FORBIDDEN,
+        "read-only: no edit form"
+    );
+    let (status, _, _) = post(
+        format!("/customers/{a}/shares/{colleague_id}/delete"),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = app.get(&format!("/api/v1/customers/{a}"), &colleague).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // merge: find the duplicate, see both, confirm
+    let (_, pick) = get(format!("/customers/{a}/merge?q={}", enc("重复"))).await;
+    assert!(
+        pick.contains(&format!("/customers/{a}/merge?other={b}")),
+        "{pick}"
+    );
+    let (_, confirm) = get(format!("/customers/{a}/merge?other={b}")).await;
+    assert!(
+        confirm.contains("merge-confirm")
+            && confirm.contains("李四商行（重复）")
+            && confirm.contains("无法撤销"),
+        "{confirm}"
+    );
+    let (_, still) = app.get(&format!("/api/v1/customers/{b}"), admin).await;
+    assert_eq!(still["id"], b, "showing the confirmation merges nothing");
+    let (status, location, _) = post(
+        format!("/customers/{a}/merge"),
+        vec![("other", b.to_string())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location.as_deref(),
+        Some(&*format!("/customers/{a}?saved=merged"))
+    );
+    let (status, _) = app.get(&format!("/api/v1/customers/{b}"), admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, one) = app.get(&format!("/api/v1/customers/{a}"), admin).await;
+    assert_eq!(
+        one["company"], "李四",
+        "the blank company is filled from the duplicate"
+    );
 }
 
 /// Figures, not a timed test: `cargo test -p keping --test e2e customer_figures -- --ignored --nocapture`

@@ -7,6 +7,7 @@ use serde_json::json;
 
 both!(
     roles_are_ticked_permissions,
+    builtin_admin_gets_new_permissions,
     people_and_their_validation,
     passwords,
     photos
@@ -20,6 +21,59 @@ pub const PNG: &[u8] = &[
     0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
     0x42, 0x60, 0x82,
 ];
+
+/// A database from an older version, whose builtin administrator role lacks permissions added
+/// since: after a restart the role holds the whole catalogue again, and the change is audited.
+async fn builtin_admin_gets_new_permissions(mut app: TestApp) {
+    keping_store::Sql::new(
+        "UPDATE roles SET permissions = '[\"org.view\",\"customer.view\"]' WHERE builtin = 1",
+    )
+    .execute(&app.running.state.db.pool)
+    .await
+    .unwrap();
+    app.restart().await;
+    let t = &app.admin_token;
+    let (_, catalogue) = app.get("/api/v1/permissions", t).await;
+    let mut all: Vec<String> = catalogue["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap().to_string())
+        .collect();
+    all.sort();
+    let (status, roles) = app.get("/api/v1/roles", t).await;
+    assert_eq!(status, StatusCode::OK, "{roles}");
+    let admin = roles["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["builtin"] == true)
+        .unwrap();
+    let mut held: Vec<String> = admin["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    held.sort();
+    assert_eq!(held, all);
+    assert!(held.contains(&"customer.pool".to_string()));
+    // the administrator can use them again (customer.pool: the pool page)
+    let (status, _) = app.get("/api/v1/customers?in_pool=true", t).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, audit) = app.get("/api/v1/audit?entity=role", t).await;
+    assert!(
+        audit.to_string().contains("customer.pool"),
+        "the added permissions are in the audit log: {audit}"
+    );
+    // a second start adds nothing more
+    app.restart().await;
+    let (_, again) = app.get("/api/v1/audit?entity=role", &app.admin_token).await;
+    assert_eq!(
+        again["items"].as_array().map(Vec::len),
+        audit["items"].as_array().map(Vec::len)
+    );
+}
 
 async fn roles_are_ticked_permissions(app: TestApp) {
     let t = &app.admin_token;

@@ -6,13 +6,15 @@
 //! half-written.
 
 use super::{
-    check, duplicates_of, event, field_defs, insert, org_within, push_field_values, reindex,
-    require, set_tags, CustomerFilter, CustomerInput, Duplicate, Fields, NewRow, FIELD_COLUMNS,
+    check, contact_values, duplicates_of, event, field_defs, org_within, push_field_values,
+    reindex, require, set_tags, ContactFields, CustomerFilter, CustomerInput, Duplicate, Fields,
+    CONTACT_COLUMNS, FIELD_COLUMNS,
 };
 use crate::audit::{self, Changes, Entry};
+use crate::db::Backend;
 use crate::{Db, Result, Sql, StoreError};
 use keping_domain::customers::{
-    self as rules, CustomerKind, DuplicateMode, FieldDef, Importance, IMPORT_FIELDS,
+    self as rules, CustomerKind, DuplicateMode, FieldDef, Importance, Phone, IMPORT_FIELDS,
 };
 use keping_domain::now_millis;
 use keping_domain::org::OrgPath;
@@ -495,6 +497,13 @@ pub async fn import(
     };
     // earlier rows of this file, by phone and by name+company
     let mut seen_phone: HashMap<String, usize> = HashMap::new();
+    // new customers waiting to be written, a batch at a time
+    let mut pending: Vec<(Fields, Option<ContactFields>)> = Vec::new();
+    let batch = Batch {
+        backend: db.backend,
+        org_id: path.id(),
+        import_id,
+    };
     let mut seen_key: HashMap<String, usize> = HashMap::new();
     let column_of = |field: &str| -> Option<String> {
         let base = field.split('.').next().unwrap_or(field);
@@ -571,6 +580,15 @@ pub async fn import(
         if let Some(p) = &fields.phone {
             seen_phone.entry(p.digits.clone()).or_insert(row_no);
         }
+        // a contact's numbers too: rows waiting in the batch are not in the phone index yet
+        for p in contact
+            .iter()
+            .flat_map(|c| c.phone.iter().chain(c.mobile.iter()))
+        {
+            if let Ok(p) = Phone::parse("phone", p) {
+                seen_phone.entry(p.digits).or_insert(row_no);
+            }
+        }
         seen_key.entry(key).or_insert(row_no);
         let on_file: Vec<Duplicate> = if opts.duplicates == DuplicateMode::ImportAnyway {
             Vec::new()
@@ -618,17 +636,15 @@ pub async fn import(
             });
             continue;
         }
-        let new_row = NewRow {
-            org_id: path.id(),
-            owner_id: Some(scope.user_id),
-            import_id,
-            contact: contact.as_ref(),
-        };
-        let id = insert(&mut tx, scope, new_row, &fields).await?;
-        timeline_only(&mut tx, scope, id, "import", &fields.name).await?;
+        pending.push((fields, contact));
+        if pending.len() >= BATCH_ROWS {
+            insert_batch(&mut tx, scope, &batch, &pending).await?;
+            pending.clear();
+        }
         out.created += 1;
         out.accepted += 1;
     }
+    insert_batch(&mut tx, scope, &batch, &pending).await?;
     match import_id {
         None => tx.rollback().await?,
         Some(id) => {
@@ -663,6 +679,169 @@ pub async fn import(
         }
     }
     Ok(out)
+}
+
+/// New customers are written this many to a statement (about 40 parameters each).
+const BATCH_ROWS: usize = 200;
+
+/// What the new customers of one import share.
+struct Batch {
+    backend: Backend,
+    org_id: i64,
+    import_id: Option<i64>,
+}
+
+/// Writes new customers of an import (owned by the importer) with multi-row statements: the
+/// customers, their contacts, tags, search terms and phone index, and a timeline line each.
+/// The search text is worked out here rather than read back.
+async fn insert_batch(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    batch: &Batch,
+    rows: &[(Fields, Option<ContactFields>)],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = now_millis();
+    let indexed: Vec<(String, Vec<String>, Vec<String>)> = rows
+        .iter()
+        .map(|(f, contact)| {
+            let mut src = rules::SearchSource::default();
+            src.names.push(&f.name);
+            src.names.extend(f.company.as_deref());
+            src.names.extend(f.code.as_deref());
+            src.names.extend(contact.as_ref().map(|c| c.name.as_str()));
+            let mut phones: Vec<String> = f
+                .phone
+                .iter()
+                .map(|p| p.text.clone())
+                .chain(
+                    contact
+                        .iter()
+                        .flat_map(|c| c.phone.iter().chain(c.mobile.iter()).cloned()),
+                )
+                .filter_map(|p| Phone::parse("phone", &p).ok().map(|p| p.digits))
+                .collect();
+            phones.sort();
+            phones.dedup();
+            src.phones = phones.iter().map(String::as_str).collect();
+            (rules::search_text(&src), rules::search_terms(&src), phones)
+        })
+        .collect();
+    let mut sql = Sql::bulk(batch.backend, "INSERT INTO customers (org_id, owner_id, pool_since, name_company_key, search_text, last_touched_at, import_id, created_by, created_at, updated_at, ");
+    sql.push(FIELD_COLUMNS).push(") VALUES ");
+    for (i, ((f, _), (search_text, _, _))) in rows.iter().zip(&indexed).enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(")
+            .arg(batch.org_id)
+            .push(", ")
+            .arg(scope.user_id)
+            .push(", NULL, ")
+            .arg(rules::name_company_key(&f.name, f.company.as_deref()))
+            .push(", ")
+            .arg(search_text)
+            .push(", ")
+            .arg(now)
+            .push(", ")
+            .arg(batch.import_id)
+            .push(", ")
+            .arg(scope.user_id)
+            .push(", ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(", ");
+        push_field_values(&mut sql, f, None);
+        sql.push(")");
+    }
+    sql.push(" RETURNING id");
+    let mut ids: Vec<(i64,)> = sql.fetch_all(&mut **tx).await?;
+    // ids are drawn in the order of the rows; RETURNING need not answer in that order
+    ids.sort_unstable();
+    let ids: Vec<i64> = ids.into_iter().map(|(id,)| id).collect();
+    if ids.len() != rows.len() {
+        return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+            "{} customers written, {} ids returned",
+            rows.len(),
+            ids.len()
+        ))));
+    }
+    let contacts: Vec<(i64, &ContactFields)> = ids
+        .iter()
+        .zip(rows)
+        .filter_map(|(&id, (_, c))| c.as_ref().map(|c| (id, c)))
+        .collect();
+    if !contacts.is_empty() {
+        let mut sql = Sql::bulk(
+            batch.backend,
+            &format!("INSERT INTO contacts (customer_id, created_at, updated_at, {CONTACT_COLUMNS}) VALUES "),
+        );
+        for (i, (id, c)) in contacts.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(")
+                .arg(*id)
+                .push(", ")
+                .arg(now)
+                .push(", ")
+                .arg(now)
+                .push(", ");
+            contact_values(&mut sql, c);
+            sql.push(")");
+        }
+        sql.execute(&mut **tx).await?;
+    }
+    let pairs = |pick: &dyn Fn(usize) -> Vec<String>| -> Vec<(String, i64)> {
+        ids.iter()
+            .enumerate()
+            .flat_map(|(i, &id)| pick(i).into_iter().map(move |v| (v, id)))
+            .collect()
+    };
+    let tags = pairs(&|i| rows[i].0.tags.clone());
+    let terms = pairs(&|i| indexed[i].1.clone());
+    let phones = pairs(&|i| indexed[i].2.clone());
+    for (into, values) in [
+        ("customer_tags (tag, customer_id)", &tags),
+        ("customer_terms (term, customer_id)", &terms),
+        ("customer_phones (digits, customer_id)", &phones),
+    ] {
+        for chunk in values.chunks(2000) {
+            let mut sql = Sql::bulk(batch.backend, &format!("INSERT INTO {into} VALUES "));
+            for (i, (v, id)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(").arg(v).push(", ").arg(*id).push(")");
+            }
+            sql.execute(&mut **tx).await?;
+        }
+    }
+    let mut sql = Sql::bulk(
+        batch.backend,
+        "INSERT INTO customer_events (customer_id, at, user_id, username, action, summary) VALUES ",
+    );
+    for (i, (id, (f, _))) in ids.iter().zip(rows).enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(")
+            .arg(*id)
+            .push(", ")
+            .arg(now)
+            .push(", ")
+            .arg(scope.user_id)
+            .push(", ")
+            .arg(&scope.username)
+            .push(", 'import', ")
+            .arg(&f.name)
+            .push(")");
+    }
+    sql.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// A timeline line without an audit entry of its own (the import has one for all its rows).

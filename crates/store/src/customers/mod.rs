@@ -2001,6 +2001,28 @@ pub async fn assign(db: &Db, scope: &Scope, ids: &[i64], owner_id: i64) -> Resul
     Ok(moved)
 }
 
+/// Someone a customer can be given to or shared with.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Colleague {
+    pub id: i64,
+    pub name: String,
+    pub org_name: String,
+}
+
+/// Enabled people in the orgs within the reach of `permission` (customer.assign for giving
+/// customers, customer.edit for sharing them), by org and name; at most 500.
+pub async fn colleagues(
+    db: &Db,
+    scope: &Scope,
+    permission: &'static str,
+) -> Result<Vec<Colleague>> {
+    require(scope, permission)?;
+    let mut sql = Sql::new("SELECT u.id, u.name, o.name AS org_name FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.enabled = 1 AND ");
+    sql.reach("o.path", &scope.reach(permission))
+        .push(" ORDER BY o.path, u.name, u.id LIMIT 500");
+    sql.fetch_all(&db.pool).await
+}
+
 /// Shares a customer with a colleague, read-only or read-write; sharing again changes the right.
 pub async fn share(
     db: &Db,

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use keping_domain::customers::{ActivityKind, CustomerKind, DuplicateMode};
 use keping_store::customers::{
-    self as store, Customer, CustomerFilter, CustomerInput, Duplicate, ImportOptions,
-    ImportOutcome, ImportSource, NewActivity, NewCustomer, TimelineItem,
+    self as store, Colleague, CustomField, Customer, CustomerFilter, CustomerInput, Duplicate,
+    ImportOptions, ImportOutcome, ImportSource, NewActivity, NewCustomer, Share, TimelineItem,
 };
 use keping_store::StoreError;
 use serde::Deserialize;
@@ -26,7 +26,7 @@ use tokio_stream::StreamExt;
 
 const PAGE_SIZE: i64 = 50;
 
-fn kind_name(locale: Locale, code: &str) -> String {
+pub(super) fn kind_name(locale: Locale, code: &str) -> String {
     CustomerKind::parse(code).map_or_else(
         || code.to_string(),
         |k| locale.pick(k.name_zh(), k.name_en()).to_string(),
@@ -60,15 +60,23 @@ struct ListPage {
     /// The export of this very list (the API's, with the session).
     export_link: String,
     notice: Option<String>,
+    /// The custom fields in force at the caller's org: a column each.
+    fields: Vec<CustomField>,
+    /// Whom the ticked customers can be given to (empty without customer.assign).
+    owners: Vec<Colleague>,
 }
 
 impl ListPage {
     fn kind_label(&self, code: &str) -> String {
         kind_name(self.shell.locale, code)
     }
+
+    fn custom(&self, c: &Customer, code: &str) -> String {
+        crate::pages::customer_edit::custom_text(c, code)
+    }
 }
 
-fn kinds(locale: Locale) -> Vec<(&'static str, String)> {
+pub(super) fn kinds(locale: Locale) -> Vec<(&'static str, String)> {
     CustomerKind::ALL
         .iter()
         .map(|k| (k.code(), locale.pick(k.name_zh(), k.name_en()).to_string()))
@@ -106,6 +114,16 @@ pub async fn list(
         Ok(p) => p,
         Err(e) => return error_page(shell, e),
     };
+    let fields = store::fields(&state.db, &caller.scope, caller.scope.org_path.id())
+        .await
+        .unwrap_or_default();
+    let owners = if caller.scope.has("customer.assign") {
+        store::colleagues(&state.db, &caller.scope, "customer.assign")
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let params = [
         ("q", q.q.as_str()),
         ("kind", q.kind.as_str()),
@@ -129,6 +147,8 @@ pub async fn list(
         ),
         notice: notice(caller.locale, q.saved.as_deref()),
         kinds: kinds(caller.locale),
+        fields,
+        owners,
         shell,
         q: q.q,
         kind: q.kind,
@@ -199,7 +219,7 @@ pub async fn new(caller: PageCaller, Query(q): Query<NewQuery>) -> Response {
     })
 }
 
-fn opt(s: &str) -> Option<String> {
+pub(super) fn opt(s: &str) -> Option<String> {
     Some(s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
@@ -272,6 +292,13 @@ struct CardPage {
     timeline: Vec<TimelineItem>,
     duplicates: Vec<Duplicate>,
     activity_kinds: Vec<(&'static str, String)>,
+    /// Whom it can be given to (empty without customer.assign).
+    owners: Vec<Colleague>,
+    /// Whom it can be shared with, and with whom it is (only for those who may change it).
+    colleagues: Vec<Colleague>,
+    shares: Vec<Share>,
+    /// The custom fields in force at the customer's org.
+    fields: Vec<CustomField>,
     notice: Option<String>,
     error: FormError,
 }
@@ -279,6 +306,10 @@ struct CardPage {
 impl CardPage {
     fn kind_label(&self, code: &str) -> String {
         kind_name(self.shell.locale, code)
+    }
+
+    fn custom(&self, code: &str) -> String {
+        crate::pages::customer_edit::custom_text(&self.c, code)
     }
 
     fn action_label(&self, item: &TimelineItem) -> String {
@@ -336,7 +367,36 @@ async fn draw_card_with(
         .await
         .unwrap_or_default();
     let shell = shell.crumb(&c.name.clone(), &format!("/customers/{id}"));
+    let owners = if caller.scope.has("customer.assign") {
+        store::colleagues(&state.db, &caller.scope, "customer.assign")
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let (colleagues, shares) = if c.can_edit == Some(true) {
+        (
+            store::colleagues(&state.db, &caller.scope, "customer.edit")
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|u| Some(u.id) != c.owner_id && u.id != caller.scope.user_id)
+                .collect(),
+            store::shares(&state.db, &caller.scope, id)
+                .await
+                .unwrap_or_default(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let fields = store::fields(&state.db, &caller.scope, c.org_id)
+        .await
+        .unwrap_or_default();
     let page = CardPage {
+        fields,
+        owners,
+        colleagues,
+        shares,
         activity_kinds: ActivityKind::ALL
             .iter()
             .map(|k| {

@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod customer_edit;
 mod customers;
 mod data;
 mod evaluation;
@@ -93,7 +94,39 @@ pub fn router() -> Router<AppState> {
                     crate::api::customers::MAX_IMPORT_BYTES,
                 )),
         )
+        .route("/customers/assign", post(customer_edit::assign_many))
         .route("/customers/{id}", get(customers::show))
+        .route(
+            "/customers/{id}/edit",
+            get(customer_edit::edit).post(customer_edit::save),
+        )
+        .route("/customers/{id}/contacts", post(customer_edit::add_contact))
+        .route(
+            "/customers/{id}/contacts/new",
+            get(customer_edit::new_contact),
+        )
+        .route(
+            "/customers/{id}/contacts/{contact_id}",
+            post(customer_edit::update_contact),
+        )
+        .route(
+            "/customers/{id}/contacts/{contact_id}/edit",
+            get(customer_edit::edit_contact),
+        )
+        .route(
+            "/customers/{id}/contacts/{contact_id}/delete",
+            post(customer_edit::delete_contact),
+        )
+        .route("/customers/{id}/owner", post(customer_edit::assign_one))
+        .route("/customers/{id}/shares", post(customer_edit::share))
+        .route(
+            "/customers/{id}/shares/{user_id}/delete",
+            post(customer_edit::unshare),
+        )
+        .route(
+            "/customers/{id}/merge",
+            get(customer_edit::merge_form).post(customer_edit::merge),
+        )
         .route("/customers/{id}/activities", post(customers::add_activity))
         .route("/customers/{id}/claim", post(customers::claim))
         .route("/customers/{id}/release", post(customers::release))
