@@ -27,7 +27,10 @@ pub fn local_midnight(timezone: &str, date: NaiveDate) -> Millis {
     let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
     tz.from_local_datetime(&midnight)
         .earliest()
-        .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest())
+        .or_else(|| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                .earliest()
+        })
         .map_or(0, |t| t.timestamp_millis())
 }
 
@@ -106,16 +109,19 @@ impl GroupBy {
     }
 
     pub fn parse(s: &str) -> Result<GroupBy, Invalid> {
-        GroupBy::ALL.into_iter().find(|g| g.code() == s).ok_or_else(|| {
-            Invalid::new(
-                "group_by",
-                "unknown_group_by",
-                format!(
-                    "unknown group_by '{s}': use one of {}",
-                    GroupBy::ALL.map(|g| g.code()).join(", ")
-                ),
-            )
-        })
+        GroupBy::ALL
+            .into_iter()
+            .find(|g| g.code() == s)
+            .ok_or_else(|| {
+                Invalid::new(
+                    "group_by",
+                    "unknown_group_by",
+                    format!(
+                        "unknown group_by '{s}': use one of {}",
+                        GroupBy::ALL.map(|g| g.code()).join(", ")
+                    ),
+                )
+            })
     }
 
     /// Whether the answer needs hour buckets.

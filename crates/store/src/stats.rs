@@ -300,7 +300,17 @@ pub async fn from_raw(db: &Db, since: Millis) -> Result<Rollup> {
     }
     last = 0;
     loop {
-        type R = (i64, i64, i64, Option<i64>, Option<i64>, String, String, Option<i64>, i64);
+        type R = (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            String,
+            String,
+            Option<i64>,
+            i64,
+        );
         let rows: Vec<R> = Sql::new("SELECT id, org_id, window_id, staff_id, business_type_id, key, polarity, service_id, rated_at FROM ratings WHERE id > ")
             .arg(last)
             .push(" ORDER BY id LIMIT ")
@@ -308,7 +318,17 @@ pub async fn from_raw(db: &Db, since: Millis) -> Result<Rollup> {
             .fetch_all(&mut *tx)
             .await?;
         for (_, org, window, staff, bt, key, pol, service, at) in &rows {
-            r.rating(zone(*org), *at, *org, *window, *staff, *bt, key, pol, service.is_some());
+            r.rating(
+                zone(*org),
+                *at,
+                *org,
+                *window,
+                *staff,
+                *bt,
+                key,
+                pol,
+                service.is_some(),
+            );
         }
         match rows.last() {
             Some(l) if rows.len() as i64 == PAGE => last = l.0,
@@ -337,7 +357,6 @@ pub async fn from_raw(db: &Db, since: Millis) -> Result<Rollup> {
     r.cells.retain(|_, f| f.bucket >= since);
     Ok(r)
 }
-
 
 /// The roll-up table as stored, for cells starting at or after `since`.
 pub async fn stored(db: &Db, since: Millis) -> Result<Rollup> {
@@ -506,8 +525,8 @@ impl StatsRow {
         let rate = |a: i64, b: i64| (b > 0).then(|| a as f64 / b as f64);
         self.satisfaction_rate = rate(self.positive, self.ratings);
         self.rating_rate = rate(self.rated, self.services);
-        self.avg_handle_seconds = (self.services > 0)
-            .then(|| self.handle_ms as f64 / 1000.0 / self.services as f64);
+        self.avg_handle_seconds =
+            (self.services > 0).then(|| self.handle_ms as f64 / 1000.0 / self.services as f64);
         self.satisfaction_lower_bound = wilson_lower_bound(self.positive, self.ratings);
     }
 }
@@ -554,8 +573,10 @@ pub async fn org_in_reach(
     sql.arg(org_id)
         .push(" AND ")
         .reach("path", &scope.reach(permission));
-    let (path, name, tz): (String, String, String) =
-        sql.fetch_optional(&db.pool).await?.ok_or(StoreError::NotFound)?;
+    let (path, name, tz): (String, String, String) = sql
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let path = OrgPath::parse(&path).ok_or(StoreError::NotFound)?;
     Ok((path, name, tz))
 }
@@ -608,7 +629,20 @@ fn month_end(first: chrono::NaiveDate) -> chrono::NaiveDate {
         - chrono::Duration::days(1)
 }
 
-type Agg = (String, String, String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+type Agg = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
 
 async fn period(
     db: &Db,
@@ -685,7 +719,12 @@ async fn period(
         .arg(hi)
         .push(")) AND ")
         .reach("o.path", reach)
-        .push(&format!(" GROUP BY {g}, x.key, x.polarity"));
+        .push(&if group_by == GroupBy::None {
+            // PostgreSQL refuses a constant in GROUP BY
+            " GROUP BY x.key, x.polarity".to_string()
+        } else {
+            format!(" GROUP BY {g}, x.key, x.polarity")
+        });
     let agg: Vec<Agg> = sql.fetch_all(&db.pool).await?;
 
     // org grouping: each outlet to the requested org's child above it
@@ -795,7 +834,10 @@ fn group_key(group_by: GroupBy, g: &str, child_of: &HashMap<i64, i64>) -> (Strin
         }
         GroupBy::Day | GroupBy::Month => (g.to_string(), json!(g)),
         GroupBy::Week => {
-            let w = date(g).map(rules::week_start).map(|d| d.to_string()).unwrap_or_default();
+            let w = date(g)
+                .map(rules::week_start)
+                .map(|d| d.to_string())
+                .unwrap_or_default();
             (w.clone(), json!(w))
         }
         GroupBy::Weekday => {
@@ -870,7 +912,15 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(Stat
     if !scope.has("stats.export") {
         return Err(StoreError::Forbidden("stats.export"));
     }
-    let answer = evaluation(db, scope, &StatsQuery { compare: false, ..q.clone() }).await?;
+    let answer = evaluation(
+        db,
+        scope,
+        &StatsQuery {
+            compare: false,
+            ..q.clone()
+        },
+    )
+    .await?;
     let xlsx = |e: rust_xlsxwriter::XlsxError| {
         StoreError::Database(sqlx::Error::Protocol(format!("xlsx: {e}")))
     };
@@ -880,21 +930,21 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(Stat
     let bold = rust_xlsxwriter::Format::new().set_bold();
     let pct = rust_xlsxwriter::Format::new().set_num_format("0.0%");
     let filters = [
-        ("机构 org", format!("{} (#{})", answer.org_name, answer.org_id)),
+        (
+            "机构 org",
+            format!("{} (#{})", answer.org_name, answer.org_id),
+        ),
         ("期间 period", format!("{} – {}", answer.from, answer.to)),
         ("分组 group_by", answer.group_by.clone()),
         ("时区 time zone", answer.timezone.clone()),
     ];
     for (i, (k, v)) in filters.iter().enumerate() {
-        sheet.write_string_with_format(i as u32, 0, *k, &bold).map_err(xlsx)?;
+        sheet
+            .write_string_with_format(i as u32, 0, *k, &bold)
+            .map_err(xlsx)?;
         sheet.write_string(i as u32, 1, v).map_err(xlsx)?;
     }
-    let mut keys: Vec<String> = answer
-        .total
-        .counts
-        .keys()
-        .cloned()
-        .collect();
+    let mut keys: Vec<String> = answer.total.counts.keys().cloned().collect();
     keys.sort();
     let mut headers: Vec<String> = [
         "分组 key",
@@ -928,11 +978,18 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(Stat
         label: "合计 total".into(),
         ..answer.total.clone()
     };
-    for (n, row) in answer.rows.iter().chain(std::iter::once(&total)).enumerate() {
+    for (n, row) in answer
+        .rows
+        .iter()
+        .chain(std::iter::once(&total))
+        .enumerate()
+    {
         let r = head + 1 + n as u32;
         match &row.key {
             Value::Number(v) => {
-                sheet.write_number(r, 0, v.as_f64().unwrap_or(0.0)).map_err(xlsx)?;
+                sheet
+                    .write_number(r, 0, v.as_f64().unwrap_or(0.0))
+                    .map_err(xlsx)?;
             }
             Value::String(s) => {
                 sheet.write_string(r, 0, s).map_err(xlsx)?;
@@ -940,11 +997,20 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(Stat
             _ => {}
         }
         sheet.write_string(r, 1, &row.label).map_err(xlsx)?;
-        for (c, v) in [row.services, row.rated, row.ratings, row.positive, row.neutral, row.negative]
-            .iter()
-            .enumerate()
+        for (c, v) in [
+            row.services,
+            row.rated,
+            row.ratings,
+            row.positive,
+            row.neutral,
+            row.negative,
+        ]
+        .iter()
+        .enumerate()
         {
-            sheet.write_number(r, 2 + c as u16, *v as f64).map_err(xlsx)?;
+            sheet
+                .write_number(r, 2 + c as u16, *v as f64)
+                .map_err(xlsx)?;
         }
         for (c, v) in [row.satisfaction_rate, row.rating_rate].iter().enumerate() {
             if let Some(v) = v {
@@ -961,7 +1027,9 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(Stat
         }
         for (c, k) in keys.iter().enumerate() {
             let v = row.counts.get(k).copied().unwrap_or(0);
-            sheet.write_number(r, 12 + c as u16, v as f64).map_err(xlsx)?;
+            sheet
+                .write_number(r, 12 + c as u16, v as f64)
+                .map_err(xlsx)?;
         }
     }
     let bytes = book.save_to_buffer().map_err(xlsx)?;
