@@ -360,14 +360,16 @@ pub async fn from_raw(db: &Db, since: Millis) -> Result<Rollup> {
 
 /// The roll-up table as stored, for cells starting at or after `since`.
 pub async fn stored(db: &Db, since: Millis) -> Result<Rollup> {
-    let rows: Vec<(String, String, i64, i64, i64, i64, i64, String, String, i64)> = Sql::new(
+    type Keys = (String, String, i64, i64, i64, i64, i64, String, String, i64);
+    let rows: Vec<Keys> = Sql::new(
         "SELECT grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket FROM stats_rollup WHERE bucket >= ",
     )
     .arg(since)
     .push(" ORDER BY id")
     .fetch_all(&db.pool)
     .await?;
-    let figures: Vec<(i64, i64, i64, i64, i64, i64, i64, i64, i64)> = Sql::new(
+    type Counts = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
+    let figures: Vec<Counts> = Sql::new(
         "SELECT services, handle_ms, ratings, rated, rm_already_rated, rm_duplicate_interval, rm_no_prompt, rm_too_old, rm_no_service FROM stats_rollup WHERE bucket >= ",
     )
     .arg(since)
