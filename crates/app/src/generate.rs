@@ -71,6 +71,13 @@ pub async fn run(g: Generate) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // history is written straight into the raw tables: the statistics roll-ups from them
+    let report = keping_store::stats::rebuild(&db, false).await?;
+    println!(
+        "statistics roll-ups built: {} cells ({:.0} s)",
+        report.cells,
+        started.elapsed().as_secs_f64()
+    );
     // a live database has planner statistics; a freshly bulk-loaded one has none yet
     Sql::new("ANALYZE").execute(&db.pool).await?;
     println!(

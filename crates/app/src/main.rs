@@ -93,6 +93,19 @@ enum Command {
     },
     /// Load an export (made by `keping backup`) into the configured database, which must be empty.
     Restore { file: std::path::PathBuf },
+    /// Statistics roll-ups.
+    #[command(subcommand)]
+    Stats(Stats),
+}
+
+#[derive(Subcommand)]
+enum Stats {
+    /// Recompute the statistics roll-ups from raw rows and report every difference (the
+    /// consistency check); with --check nothing is written.
+    Rebuild {
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -281,6 +294,27 @@ async fn main() -> anyhow::Result<()> {
             }
             .with_context(|| format!("cannot back up to {}", file.display()))?;
             println!("{} written: {summary}", file.display());
+            Ok(())
+        }
+        Command::Stats(Stats::Rebuild { check }) => {
+            let db = keping_store::Db::connect(&config.database_url()).await?;
+            let report = keping_store::stats::rebuild(&db, check).await?;
+            println!(
+                "{} roll-up cells compared, {} differ{}",
+                report.cells,
+                report.differences,
+                if report.rewritten {
+                    "; rewritten from raw rows"
+                } else {
+                    ""
+                }
+            );
+            for e in &report.examples {
+                println!("  {e}");
+            }
+            if check && report.differences > 0 {
+                anyhow::bail!("the roll-ups differ from the raw rows");
+            }
             Ok(())
         }
         Command::Restore { file } => {

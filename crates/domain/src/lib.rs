@@ -9,6 +9,7 @@ pub mod grading;
 pub mod notify;
 pub mod org;
 pub mod scope;
+pub mod stats;
 pub mod validate;
 
 pub use validate::Invalid;

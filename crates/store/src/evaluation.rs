@@ -1120,23 +1120,28 @@ pub async fn start_service(db: &Db, device: &Device) -> Result<i64> {
 pub async fn end_service(db: &Db, device: &Device, service_id: i64) -> Result<()> {
     let mut tx = db.begin().await?;
     lock_window(&mut tx, db.backend, device.window_id).await?;
-    let found: Option<(Option<i64>,)> = Sql::new("SELECT ended_at FROM services WHERE id = ")
-        .arg(service_id)
-        .push(" AND window_id = ")
-        .arg(device.window_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    match found {
+    type Found = (Option<i64>, i64, Option<i64>, Option<i64>);
+    let found: Option<Found> = Sql::new(
+        "SELECT ended_at, started_at, staff_id, business_type_id FROM services WHERE id = ",
+    )
+    .arg(service_id)
+    .push(" AND window_id = ")
+    .arg(device.window_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (started_at, staff_id, business_type_id) = match found {
         None => return Err(StoreError::NotFound),
-        Some((Some(_),)) => {
+        Some((Some(_), ..)) => {
             return Err(StoreError::conflict(
                 "service",
                 "service_ended",
                 format!("service {service_id} has ended already"),
             ))
         }
-        Some((None,)) => {}
-    }
+        Some((None, started_at, staff_id, business_type_id)) => {
+            (started_at, staff_id, business_type_id)
+        }
+    };
     let now = now_millis();
     Sql::new("UPDATE services SET ended_at = ")
         .arg(now)
@@ -1144,6 +1149,18 @@ pub async fn end_service(db: &Db, device: &Device, service_id: i64) -> Result<()
         .arg(service_id)
         .execute(&mut *tx)
         .await?;
+    // the statistics roll-ups, in the same transaction
+    let mut rollup = crate::stats::Rollup::default();
+    rollup.service(
+        &device.timezone,
+        started_at,
+        now,
+        device.org_id,
+        device.window_id,
+        staff_id,
+        business_type_id,
+    );
+    rollup.write(&mut tx, db.backend).await?;
     touch(&mut tx, device, now).await?;
     tx.commit().await?;
     Ok(())

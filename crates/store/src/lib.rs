@@ -20,6 +20,7 @@ pub mod notify;
 pub mod org;
 pub mod press;
 mod settings;
+pub mod stats;
 pub mod tokens;
 
 pub use db::{Backend, Db, Page, Sql};

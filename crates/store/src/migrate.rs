@@ -30,6 +30,7 @@ const STEPS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_data_management.sql"),
     ),
     (6, "grading", include_str!("../migrations/0006_grading.sql")),
+    (7, "stats", include_str!("../migrations/0007_stats.sql")),
 ];
 
 /// The schema version this build migrates to.

@@ -365,6 +365,9 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
         insert_presses(&mut tx, db.backend, requests, &mut plans, &new).await?;
         insert_ratings(&mut tx, db.backend, requests, &mut plans, &new).await?;
         open_follow_ups(&mut tx, requests, &mut plans, &new).await?;
+        rollup(requests, &plans, &new)
+            .write(&mut tx, db.backend)
+            .await?;
     }
     let mut terminals: Vec<i64> = requests.iter().map(|r| r.device.terminal_id).collect();
     terminals.sort_unstable();
@@ -396,6 +399,38 @@ fn requests_paths(paths: &[&str]) -> Vec<OrgPath> {
         .iter()
         .map(|p| OrgPath::parse(p).expect("stored org paths are well formed"))
         .collect()
+}
+
+/// The batch's additions to the statistics roll-ups, written in its transaction.
+fn rollup(requests: &[Request], plans: &[Plan], new: &[usize]) -> crate::stats::Rollup {
+    let mut rollup = crate::stats::Rollup::default();
+    for &i in new {
+        let (r, Plan::New(p)) = (&requests[i], &plans[i]) else {
+            continue;
+        };
+        let d = &r.device;
+        match p.decision {
+            Decision::Count(service) => rollup.rating(
+                &d.timezone,
+                p.effective_at.unwrap_or(r.received_at),
+                d.org_id,
+                d.window_id,
+                p.staff_id,
+                d.business_type_id,
+                &p.option.key,
+                p.option.polarity.code(),
+                service.is_some(),
+            ),
+            Decision::Keep(reason) => rollup.removed(
+                &d.timezone,
+                p.effective_at.unwrap_or(r.received_at),
+                d.org_id,
+                d.window_id,
+                reason,
+            ),
+        }
+    }
+    rollup
 }
 
 fn plans_time(plan: &Plan) -> Option<Millis> {

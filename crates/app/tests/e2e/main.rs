@@ -18,6 +18,7 @@ mod crash;
 mod data_mgmt;
 mod live;
 mod outbox;
+mod stats;
 
 pub use harness::{Backend, TestApp};
 

@@ -10,6 +10,7 @@ pub(crate) mod evaluation;
 mod grading;
 mod notify;
 mod org;
+pub(crate) mod stats;
 mod tokens;
 
 use crate::AppState;
@@ -50,4 +51,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(customers::router())
         .merge(data::router())
         .merge(grading::router())
+        .merge(stats::router())
 }

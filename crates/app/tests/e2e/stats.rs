@@ -1,0 +1,488 @@
+//! Evaluation statistics: figures computed by hand, period boundaries at midnight in Asia/Shanghai,
+//! comparisons, the fair staff ranking, roll-ups against raw rows, and the xlsx export.
+
+use crate::api_evaluation::{counter, end, press, start, Counter};
+use crate::both;
+use crate::harness::{assert_error, TestApp};
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+both!(
+    live_figures,
+    midnight_and_comparisons,
+    fair_ranking,
+    rollups_match_raw_rows
+);
+
+fn ms(rfc: &str) -> i64 {
+    DateTime::parse_from_rfc3339(rfc)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn shanghai_today() -> String {
+    (Utc::now() + chrono::Duration::hours(8))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+async fn stats(app: &TestApp, query: &str) -> Value {
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/stats/evaluation?{query}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    body
+}
+
+fn close(v: &Value, expected: f64) {
+    let got = v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"));
+    assert!((got - expected).abs() < 1e-3, "{got} != {expected}");
+}
+
+async fn sign_in(app: &TestApp, c: &Counter, employee_no: &str) {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/device/sign-in",
+            Some(&c.terminal),
+            Some(json!({"employee_no": employee_no})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn check_rollups(app: &TestApp) {
+    let report = keping_store::stats::rebuild(&app.running.state.db, true)
+        .await
+        .unwrap();
+    assert_eq!(report.differences, 0, "{:?}", report.examples);
+    assert!(report.cells > 0);
+}
+
+async fn live_figures(app: TestApp) {
+    let c = counter(&app, "A").await;
+    sign_in(&app, &c, "CA").await;
+    // three services: a very satisfied rating and a second press for the same prompt (not counted),
+    // a dissatisfied one, and one left unrated
+    let s1 = start(&app, &c).await;
+    end(&app, &c, s1).await;
+    assert_eq!(
+        press(&app, &c, "very_satisfied", "k1").await.1["counted"],
+        true
+    );
+    assert_eq!(press(&app, &c, "satisfied", "k2").await.1["counted"], false);
+    let s2 = start(&app, &c).await;
+    end(&app, &c, s2).await;
+    assert_eq!(
+        press(&app, &c, "dissatisfied", "k3").await.1["counted"],
+        true
+    );
+    let s3 = start(&app, &c).await;
+    end(&app, &c, s3).await;
+
+    let today = shanghai_today();
+    let root = app.root_id().await;
+    let body = stats(
+        &app,
+        &format!("org_id={root}&from={today}&to={today}&group_by=none"),
+    )
+    .await;
+    let t = &body["total"];
+    assert_eq!(t["services"], 3);
+    assert_eq!(t["rated"], 2);
+    assert_eq!(t["counts"], json!({"very_satisfied": 1, "dissatisfied": 1}));
+    assert_eq!(
+        (
+            t["positive"].clone(),
+            t["neutral"].clone(),
+            t["negative"].clone()
+        ),
+        (json!(1), json!(0), json!(1))
+    );
+    close(&t["satisfaction_rate"], 0.5);
+    close(&t["rating_rate"], 2.0 / 3.0);
+    assert!(t["avg_handle_seconds"].as_f64().unwrap() >= 0.0);
+    let removed: i64 = t["removed"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(removed, 1, "{t}");
+    assert_eq!(body["rows"].as_array().unwrap().len(), 1);
+
+    // grouped by outlet, window, staff: one row each, named
+    for (g, key, label) in [
+        ("outlet", c.outlet, "A网点"),
+        ("org", c.outlet, "A网点"),
+        ("window", c.window, "1号窗口"),
+        ("staff", c.staff_id, "王芳"),
+    ] {
+        let body = stats(
+            &app,
+            &format!("org_id={root}&from={today}&to={today}&group_by={g}"),
+        )
+        .await;
+        // removed presses belong to no staff member: they make a row of their own (key 0)
+        let rows: Vec<&Value> = body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["key"] != 0)
+            .collect();
+        assert_eq!(rows.len(), 1, "{g}: {body}");
+        assert_eq!(rows[0]["key"], key, "{g}");
+        assert_eq!(rows[0]["label"], label, "{g}");
+        assert_eq!(rows[0]["services"], 3, "{g}");
+    }
+    check_rollups(&app).await;
+
+    // bad input
+    let q = |s: &str| format!("/api/v1/stats/evaluation?{s}");
+    assert_error(
+        &app.get(
+            &q(&format!("org_id={root}&from=2026-03-02&to=2026-03-01")),
+            &app.admin_token,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "reversed_range",
+        Some("to"),
+    );
+    assert_error(
+        &app.get(
+            &q(&format!(
+                "org_id={root}&from=2026-03-01&to=2026-03-01&group_by=planet"
+            )),
+            &app.admin_token,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_group_by",
+        Some("group_by"),
+    );
+    assert_error(
+        &app.get(
+            &q("org_id=999999&from=2026-03-01&to=2026-03-01"),
+            &app.admin_token,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+    // another outlet's manager sees his own outlet, and A answers 404 to him
+    let b = app.org("B网点", "B", root).await;
+    let role = app
+        .role(
+            "网点经理",
+            &["stats.view", "stats.export"],
+            "org_and_children",
+        )
+        .await;
+    let (_, token) = app.person("managerb", b, role).await;
+    let (status, body) = app
+        .get(&q(&format!("org_id={b}&from={today}&to={today}")), &token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"]["services"], 0);
+    assert_error(
+        &app.get(
+            &q(&format!("org_id={}&from={today}&to={today}", c.outlet)),
+            &token,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+    let (status, _) = app
+        .get(
+            &format!(
+                "/api/v1/stats/evaluation/export?org_id={}&from={today}&to={today}",
+                c.outlet
+            ),
+            &token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // the export holds the same numbers as the answer, filters in the header
+    let resp = app
+        .client
+        .get(format!(
+            "{}/api/v1/stats/evaluation/export?org_id={root}&from={today}&to={today}&group_by=window",
+            app.url
+        ))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    use calamine::{Data, Reader};
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+    let sheet = book.worksheet_range("统计").unwrap();
+    let cell = |r: u32, c: u32| sheet.get_value((r, c)).cloned().unwrap_or(Data::Empty);
+    assert_eq!(cell(1, 1), Data::String(format!("{today} – {today}")));
+    assert_eq!(cell(2, 1), Data::String("window".into()));
+    assert_eq!(cell(6, 1), Data::String("1号窗口".into()));
+    assert_eq!(cell(6, 2), Data::Float(3.0));
+    assert_eq!(cell(6, 3), Data::Float(2.0));
+    assert_eq!(cell(6, 8), Data::Float(0.5));
+    assert_eq!(cell(7, 1), Data::String("合计 total".into()));
+    assert_eq!(cell(7, 2), Data::Float(3.0));
+    let (_, audit) = app
+        .get("/api/v1/audit?action=stats.export", &app.admin_token)
+        .await;
+    assert!(audit.to_string().contains("stats.export"), "{audit}");
+}
+
+/// Raw rows at chosen moments, then roll-ups rebuilt from them.
+async fn midnight_and_comparisons(app: TestApp) {
+    let c = counter(&app, "M").await;
+    let db = &app.running.state.db;
+    let t0 = ms("2026-02-28T16:00:00Z"); // 2026-03-01 00:00 in Shanghai
+    let service = |id: i64, started: i64, ended: i64| {
+        let db = db.clone();
+        let c = (c.window, c.outlet, c.staff_id);
+        async move {
+            sqlx::query("INSERT INTO services (id, window_id, org_id, staff_id, started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(id).bind(c.0).bind(c.1).bind(c.2).bind(started).bind(ended)
+                .execute(&db.pool).await.unwrap();
+        }
+    };
+    let rating = |service: Option<i64>, key: &'static str, polarity: &'static str, at: i64| {
+        let db = db.clone();
+        let c = (c.window, c.outlet, c.staff_id);
+        async move {
+            sqlx::query("INSERT INTO ratings (press_id, service_id, window_id, org_id, staff_id, key, label, polarity, rated_at) VALUES (0, $1, $2, $3, $4, $5, $5, $6, $7)")
+                .bind(service).bind(c.0).bind(c.1).bind(c.2).bind(key).bind(polarity).bind(at)
+                .execute(&db.pool).await.unwrap();
+        }
+    };
+    // a: ends 1 ms before midnight (28 Feb), rated before midnight
+    service(9001, t0 - 60_000, t0 - 1).await;
+    rating(Some(9001), "satisfied", "positive", t0 - 1).await;
+    // b: ends at midnight exactly (1 March), 30 s
+    service(9002, t0 - 30_000, t0).await;
+    rating(Some(9002), "very_satisfied", "positive", t0 + 5_000).await;
+    // c: ends 31 March 23:59:59 local, 120 s
+    service(9003, ms("2026-03-31T15:57:59Z"), ms("2026-03-31T15:59:59Z")).await;
+    // d: ends 1 April 00:00 local
+    service(9004, ms("2026-03-31T15:59:00Z"), ms("2026-03-31T16:00:00Z")).await;
+    // a bare press in March
+    rating(None, "neutral", "neutral", ms("2026-03-15T02:00:00Z")).await;
+    // e: March last year; f: in the previous period (29 Jan – 28 Feb)
+    service(9005, ms("2025-03-10T03:59:00Z"), ms("2025-03-10T04:00:00Z")).await;
+    service(9006, ms("2026-02-10T03:59:00Z"), ms("2026-02-10T04:00:00Z")).await;
+    let report = keping_store::stats::rebuild(db, false).await.unwrap();
+    assert!(report.rewritten);
+    check_rollups(&app).await;
+
+    let root = app.root_id().await;
+    let march = stats(
+        &app,
+        &format!("org_id={root}&from=2026-03-01&to=2026-03-31&compare=previous"),
+    )
+    .await;
+    let t = &march["total"];
+    assert_eq!(t["services"], 2, "{t}");
+    assert_eq!(t["rated"], 1);
+    assert_eq!(t["counts"], json!({"very_satisfied": 1, "neutral": 1}));
+    assert_eq!(t["positive"], 1);
+    assert_eq!(t["neutral"], 1);
+    close(&t["satisfaction_rate"], 0.5);
+    close(&t["rating_rate"], 0.5);
+    close(&t["avg_handle_seconds"], 75.0);
+    let prev = &march["compare"]["previous"];
+    assert_eq!(
+        (prev["from"].as_str(), prev["to"].as_str()),
+        (Some("2026-01-29"), Some("2026-02-28"))
+    );
+    assert_eq!(prev["total"]["services"], 2);
+    assert_eq!(prev["total"]["rated"], 1);
+    let ly = &march["compare"]["last_year"];
+    assert_eq!(
+        (ly["from"].as_str(), ly["to"].as_str()),
+        (Some("2025-03-01"), Some("2025-03-31"))
+    );
+    assert_eq!(ly["total"]["services"], 1);
+    assert_eq!(ly["total"]["satisfaction_rate"], Value::Null);
+    assert_eq!(ly["total"]["rating_rate"], json!(0.0));
+
+    // the last day of February: only a, whose 59.999 s count
+    let feb28 = stats(
+        &app,
+        &format!("org_id={root}&from=2026-02-28&to=2026-02-28"),
+    )
+    .await;
+    assert_eq!(feb28["total"]["services"], 1);
+    close(&feb28["total"]["avg_handle_seconds"], 59.999);
+    close(&feb28["total"]["satisfaction_rate"], 1.0);
+
+    // by day across midnight
+    let days = stats(
+        &app,
+        &format!("org_id={root}&from=2026-02-28&to=2026-03-01&group_by=day"),
+    )
+    .await;
+    let rows: Vec<(Value, Value)> = days["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["key"].clone(), r["services"].clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (json!("2026-02-28"), json!(1)),
+            (json!("2026-03-01"), json!(1))
+        ]
+    );
+
+    // by month over partial months: month rows for March, day rows at the edges
+    let months = stats(
+        &app,
+        &format!("org_id={root}&from=2026-02-15&to=2026-04-10&group_by=month"),
+    )
+    .await;
+    let rows: Vec<(Value, Value)> = months["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["key"].clone(), r["services"].clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (json!("2026-02"), json!(1)),
+            (json!("2026-03"), json!(2)),
+            (json!("2026-04"), json!(1))
+        ]
+    );
+    assert_eq!(months["total"]["services"], 4);
+
+    // by hour: b ended in hour 0 of 1 March, c in hour 23 of 31 March
+    let hours = stats(
+        &app,
+        &format!("org_id={root}&from=2026-03-01&to=2026-03-31&group_by=hour"),
+    )
+    .await;
+    let rows: Vec<(Value, Value)> = hours["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["services"] != 0)
+        .map(|r| (r["key"].clone(), r["services"].clone()))
+        .collect();
+    assert_eq!(rows, vec![(json!(0), json!(1)), (json!(23), json!(1))]);
+}
+
+async fn fair_ranking(app: TestApp) {
+    let c = counter(&app, "R").await;
+    let role = app.role("柜员R2", &[], "self").await;
+    let (big, _) = app.person("bigclerk", c.outlet, role).await;
+    let db = &app.running.state.db;
+    let at = ms("2026-05-06T02:00:00Z");
+    let bulk = |staff: i64, n: i64, key: &'static str, polarity: &'static str| {
+        let db = db.clone();
+        let (w, o) = (c.window, c.outlet);
+        async move {
+            sqlx::query(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+                 INSERT INTO ratings (press_id, window_id, org_id, staff_id, key, label, polarity, rated_at) \
+                 SELECT 0, $2, $3, $4, $5, $5, $6, $7 + i FROM n",
+            )
+            .bind(n).bind(w).bind(o).bind(staff).bind(key).bind(polarity).bind(at)
+            .execute(&db.pool).await.unwrap();
+        }
+    };
+    // 3 out of 3 satisfied against 2,900 out of 3,000
+    bulk(c.staff_id, 3, "satisfied", "positive").await;
+    bulk(big, 2900, "satisfied", "positive").await;
+    bulk(big, 100, "dissatisfied", "negative").await;
+    keping_store::stats::rebuild(db, false).await.unwrap();
+    check_rollups(&app).await;
+    let root = app.root_id().await;
+    let body = stats(
+        &app,
+        &format!("org_id={root}&from=2026-05-01&to=2026-05-31&group_by=staff"),
+    )
+    .await;
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // Wilson lower bounds (z = 1.96), by hand: 2900/3000 → 0.9596; 3/3 → 0.4385
+    assert_eq!(rows[0]["key"], big);
+    assert_eq!(rows[0]["rank"], 1);
+    close(&rows[0]["satisfaction_rate"], 2900.0 / 3000.0);
+    close(&rows[0]["satisfaction_lower_bound"], 0.9596);
+    assert_eq!(rows[1]["key"], c.staff_id);
+    assert_eq!(rows[1]["rank"], 2);
+    close(&rows[1]["satisfaction_rate"], 1.0);
+    close(&rows[1]["satisfaction_lower_bound"], 0.4385);
+    assert_eq!(body["total"]["ratings"], 3003);
+}
+
+/// A random mix of services, presses and duplicates through the device API: the roll-ups kept
+/// on the way equal the ones rebuilt from raw rows, and the answer equals counts of raw rows.
+async fn rollups_match_raw_rows(app: TestApp) {
+    let a = counter(&app, "X").await;
+    let b = counter(&app, "Y").await;
+    sign_in(&app, &a, "CX").await;
+    let mut seed: u64 = 0x5eed_1234 ^ u64::from(app.backend == crate::Backend::Postgres);
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let keys = ["very_satisfied", "satisfied", "neutral", "dissatisfied"];
+    let mut open: [Option<i64>; 2] = [None, None];
+    for i in 0..60 {
+        let which = next(2) as usize;
+        let c = if which == 0 { &a } else { &b };
+        match next(4) {
+            0 if open[which].is_none() => open[which] = Some(start(&app, c).await),
+            1 => {
+                if let Some(s) = open[which].take() {
+                    end(&app, c, s).await;
+                }
+            }
+            _ => {
+                let key = keys[next(4) as usize];
+                let (status, body) = press(&app, c, key, &format!("r{i}")).await;
+                assert!(status.is_success(), "{body}");
+            }
+        }
+    }
+    check_rollups(&app).await;
+    let db = &app.running.state.db;
+    let count = |q: &'static str| async move {
+        let (n,): (i64,) = sqlx::query_as(q).fetch_one(&db.pool).await.unwrap();
+        n
+    };
+    let services = count("SELECT COUNT(*) FROM services WHERE ended_at IS NOT NULL").await;
+    let rated = count("SELECT COUNT(*) FROM ratings WHERE service_id IS NOT NULL").await;
+    let ratings = count("SELECT COUNT(*) FROM ratings").await;
+    let positive = count("SELECT COUNT(*) FROM ratings WHERE polarity = 'positive'").await;
+    let removed = count("SELECT COUNT(*) FROM presses WHERE counted = 0").await;
+    let today = shanghai_today();
+    let root = app.root_id().await;
+    let t = stats(&app, &format!("org_id={root}&from={today}&to={today}")).await["total"].clone();
+    assert_eq!(t["services"], services);
+    assert_eq!(t["rated"], rated);
+    assert_eq!(t["ratings"], ratings);
+    assert_eq!(t["positive"], positive);
+    let got: i64 = t["removed"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(got, removed);
+}

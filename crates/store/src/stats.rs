@@ -1,0 +1,1059 @@
+//! Evaluation statistics (统计信息) read from roll-ups, and the roll-ups themselves.
+//!
+//! `stats_rollup` holds the figures per outlet × window × staff × business type × option key, in
+//! three grains: local hour ('h'), local day ('d') and local month ('m'), in the outlet's time
+//! zone. Every raw write adds to it in the same transaction: the press writer once per batch
+//! ([`Rollup::write`] from press.rs), End once per service (evaluation.rs). A request reads whole
+//! months from the 'm' rows and the days at the edges from 'd' rows, so a year for head office
+//! reads a few rows per window instead of every rating. [`rebuild`] recomputes everything from raw
+//! rows and reports the differences (`keping stats rebuild [--check]`).
+//!
+//! Reports follow the **current** org tree: roll-up rows name the outlet (org id), and the subtree
+//! is taken from today's paths, so after an outlet moves to another branch its whole history is
+//! reported under the new branch.
+//!
+//! Time: services count on the day they ended, ratings on the day they were given (so a service
+//! ended at 23:59:58 and rated at 00:00:03 is a service of one day and a rating of the next),
+//! removed presses at their effective time (or receipt, when too old to have one).
+
+use crate::{Backend, Db, Result, Sql, StoreError};
+use keping_domain::evaluation::wilson_lower_bound;
+use keping_domain::org::OrgPath;
+use keping_domain::scope::{Reach, Scope};
+use keping_domain::stats::{self as rules, local_parts, GroupBy};
+use keping_domain::Millis;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::{Any, Transaction};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use utoipa::ToSchema;
+
+/// The suppression rules whose removed presses are counted, in column order.
+pub const RULES: [&str; 5] = [
+    "already_rated",
+    "duplicate_interval",
+    "no_prompt",
+    "too_old",
+    "no_service",
+];
+
+/// One roll-up cell's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cell {
+    pub grain: &'static str,
+    pub day: String,
+    pub hour: i64,
+    pub org_id: i64,
+    pub window_id: i64,
+    pub staff_id: i64,
+    pub business_type_id: i64,
+    pub key: String,
+    pub polarity: String,
+}
+
+/// The figures a cell adds up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub bucket: Millis,
+    pub services: i64,
+    pub handle_ms: i64,
+    pub ratings: i64,
+    pub rated: i64,
+    pub removed: [i64; 5],
+}
+
+impl Figures {
+    fn add(&mut self, o: &Figures) {
+        self.services += o.services;
+        self.handle_ms += o.handle_ms;
+        self.ratings += o.ratings;
+        self.rated += o.rated;
+        for i in 0..5 {
+            self.removed[i] += o.removed[i];
+        }
+    }
+
+    fn same_counts(&self, o: &Figures) -> bool {
+        Figures { bucket: 0, ..*self } == Figures { bucket: 0, ..*o }
+    }
+}
+
+/// What one raw row adds: where, and which option (key '' for services and removed presses).
+pub struct Fact<'a> {
+    pub timezone: &'a str,
+    pub at: Millis,
+    pub org_id: i64,
+    pub window_id: i64,
+    pub staff_id: Option<i64>,
+    pub business_type_id: Option<i64>,
+    pub key: &'a str,
+    pub polarity: &'a str,
+    pub figures: Figures,
+}
+
+/// Roll-up additions gathered in memory, written with one upsert.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rollup {
+    pub cells: BTreeMap<Cell, Figures>,
+}
+
+impl Rollup {
+    pub fn add(&mut self, f: Fact) {
+        let p = local_parts(f.timezone, f.at);
+        for (grain, day, hour, bucket) in [
+            ("h", &p.day, p.hour, p.hour_start),
+            ("d", &p.day, 0, p.day_start),
+            ("m", &p.month, 0, p.month_start),
+        ] {
+            let cell = Cell {
+                grain,
+                day: day.clone(),
+                hour,
+                org_id: f.org_id,
+                window_id: f.window_id,
+                staff_id: f.staff_id.unwrap_or(0),
+                business_type_id: f.business_type_id.unwrap_or(0),
+                key: f.key.to_string(),
+                polarity: f.polarity.to_string(),
+            };
+            let e = self.cells.entry(cell).or_insert(Figures {
+                bucket,
+                ..Figures::default()
+            });
+            e.add(&f.figures);
+        }
+    }
+
+    /// A counted rating.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rating(
+        &mut self,
+        timezone: &str,
+        at: Millis,
+        org_id: i64,
+        window_id: i64,
+        staff_id: Option<i64>,
+        business_type_id: Option<i64>,
+        key: &str,
+        polarity: &str,
+        with_service: bool,
+    ) {
+        self.add(Fact {
+            timezone,
+            at,
+            org_id,
+            window_id,
+            staff_id,
+            business_type_id,
+            key,
+            polarity,
+            figures: Figures {
+                ratings: 1,
+                rated: i64::from(with_service),
+                ..Figures::default()
+            },
+        });
+    }
+
+    /// A press kept but not counted, by the rule that removed it.
+    pub fn removed(&mut self, timezone: &str, at: Millis, org_id: i64, window_id: i64, rule: &str) {
+        let mut figures = Figures::default();
+        match RULES.iter().position(|r| *r == rule) {
+            Some(i) => figures.removed[i] = 1,
+            None => return,
+        }
+        self.add(Fact {
+            timezone,
+            at,
+            org_id,
+            window_id,
+            staff_id: None,
+            business_type_id: None,
+            key: "",
+            polarity: "",
+            figures,
+        });
+    }
+
+    /// An ended service.
+    #[allow(clippy::too_many_arguments)]
+    pub fn service(
+        &mut self,
+        timezone: &str,
+        started_at: Millis,
+        ended_at: Millis,
+        org_id: i64,
+        window_id: i64,
+        staff_id: Option<i64>,
+        business_type_id: Option<i64>,
+    ) {
+        self.add(Fact {
+            timezone,
+            at: ended_at,
+            org_id,
+            window_id,
+            staff_id,
+            business_type_id,
+            key: "",
+            polarity: "",
+            figures: Figures {
+                services: 1,
+                handle_ms: (ended_at - started_at).max(0),
+                ..Figures::default()
+            },
+        });
+    }
+
+    /// Adds the cells to the table (one statement per 100 cells), inside the caller's transaction.
+    pub async fn write(&self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<()> {
+        let cells: Vec<_> = self.cells.iter().collect();
+        for chunk in cells.chunks(100) {
+            let mut sql = Sql::bulk(backend, "INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, services, handle_ms, ratings, rated, rm_already_rated, rm_duplicate_interval, rm_no_prompt, rm_too_old, rm_no_service) VALUES ");
+            for (n, (c, f)) in chunk.iter().enumerate() {
+                sql.push(if n == 0 { "(" } else { ", (" })
+                    .arg(c.grain)
+                    .push(", ")
+                    .arg(&c.day)
+                    .push(", ")
+                    .arg(c.hour)
+                    .push(", ")
+                    .arg(c.org_id)
+                    .push(", ")
+                    .arg(c.window_id)
+                    .push(", ")
+                    .arg(c.staff_id)
+                    .push(", ")
+                    .arg(c.business_type_id)
+                    .push(", ")
+                    .arg(&c.key)
+                    .push(", ")
+                    .arg(&c.polarity)
+                    .push(", ")
+                    .arg(f.bucket)
+                    .push(", ")
+                    .arg(f.services)
+                    .push(", ")
+                    .arg(f.handle_ms)
+                    .push(", ")
+                    .arg(f.ratings)
+                    .push(", ")
+                    .arg(f.rated);
+                for r in f.removed {
+                    sql.push(", ").arg(r);
+                }
+                sql.push(")");
+            }
+            sql.push(" ON CONFLICT (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity) DO UPDATE SET services = stats_rollup.services + excluded.services, handle_ms = stats_rollup.handle_ms + excluded.handle_ms, ratings = stats_rollup.ratings + excluded.ratings, rated = stats_rollup.rated + excluded.rated, rm_already_rated = stats_rollup.rm_already_rated + excluded.rm_already_rated, rm_duplicate_interval = stats_rollup.rm_duplicate_interval + excluded.rm_duplicate_interval, rm_no_prompt = stats_rollup.rm_no_prompt + excluded.rm_no_prompt, rm_too_old = stats_rollup.rm_too_old + excluded.rm_too_old, rm_no_service = stats_rollup.rm_no_service + excluded.rm_no_service");
+            sql.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- rebuild
+
+/// What a rebuild found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RebuildReport {
+    /// Cells compared (from raw rows and from the table together).
+    pub cells: usize,
+    /// Cells whose stored figures differ from the raw rows' (missing or extra cells included).
+    pub differences: usize,
+    /// The first differences, in words.
+    pub examples: Vec<String>,
+    /// Cells starting before this moment were left alone: raw rows before it may have been cleaned up.
+    pub since: Millis,
+    /// Whether the table was rewritten.
+    pub rewritten: bool,
+}
+
+const PAGE: i64 = 50_000;
+
+/// The roll-ups as the raw rows give them, for cells starting at or after `since`.
+pub async fn from_raw(db: &Db, since: Millis) -> Result<Rollup> {
+    let mut tx = db.read().await?;
+    let mut tz: HashMap<i64, String> = HashMap::new();
+    for (id, t) in Sql::new("SELECT id, timezone FROM orgs")
+        .fetch_all::<(i64, String), _>(&mut *tx)
+        .await?
+    {
+        tz.insert(id, t);
+    }
+    let zone = |id: i64| tz.get(&id).map_or("Asia/Shanghai", String::as_str);
+    let mut r = Rollup::default();
+    let mut last = 0i64;
+    loop {
+        type S = (i64, i64, i64, Option<i64>, Option<i64>, i64, i64);
+        let rows: Vec<S> = Sql::new("SELECT id, org_id, window_id, staff_id, business_type_id, started_at, ended_at FROM services WHERE ended_at IS NOT NULL AND id > ")
+            .arg(last)
+            .push(" ORDER BY id LIMIT ")
+            .arg(PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
+        for (_, org, window, staff, bt, start, end) in &rows {
+            r.service(zone(*org), *start, *end, *org, *window, *staff, *bt);
+        }
+        match rows.last() {
+            Some(l) if rows.len() as i64 == PAGE => last = l.0,
+            _ => break,
+        }
+    }
+    last = 0;
+    loop {
+        type R = (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            String,
+            String,
+            Option<i64>,
+            i64,
+        );
+        let rows: Vec<R> = Sql::new("SELECT id, org_id, window_id, staff_id, business_type_id, key, polarity, service_id, rated_at FROM ratings WHERE id > ")
+            .arg(last)
+            .push(" ORDER BY id LIMIT ")
+            .arg(PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
+        for (_, org, window, staff, bt, key, pol, service, at) in &rows {
+            r.rating(
+                zone(*org),
+                *at,
+                *org,
+                *window,
+                *staff,
+                *bt,
+                key,
+                pol,
+                service.is_some(),
+            );
+        }
+        match rows.last() {
+            Some(l) if rows.len() as i64 == PAGE => last = l.0,
+            _ => break,
+        }
+    }
+    last = 0;
+    loop {
+        type P = (i64, i64, i64, Option<String>, i64);
+        let rows: Vec<P> = Sql::new("SELECT p.id, w.org_id, p.window_id, p.reason, COALESCE(p.effective_at, p.received_at) FROM presses p JOIN windows w ON w.id = p.window_id WHERE p.counted = 0 AND p.id > ")
+            .arg(last)
+            .push(" ORDER BY p.id LIMIT ")
+            .arg(PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
+        for (_, org, window, reason, at) in &rows {
+            if let Some(reason) = reason {
+                r.removed(zone(*org), *at, *org, *window, reason);
+            }
+        }
+        match rows.last() {
+            Some(l) if rows.len() as i64 == PAGE => last = l.0,
+            _ => break,
+        }
+    }
+    r.cells.retain(|_, f| f.bucket >= since);
+    Ok(r)
+}
+
+/// The roll-up table as stored, for cells starting at or after `since`.
+pub async fn stored(db: &Db, since: Millis) -> Result<Rollup> {
+    type Keys = (String, String, i64, i64, i64, i64, i64, String, String, i64);
+    let rows: Vec<Keys> = Sql::new(
+        "SELECT grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket FROM stats_rollup WHERE bucket >= ",
+    )
+    .arg(since)
+    .push(" ORDER BY id")
+    .fetch_all(&db.pool)
+    .await?;
+    type Counts = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
+    let figures: Vec<Counts> = Sql::new(
+        "SELECT services, handle_ms, ratings, rated, rm_already_rated, rm_duplicate_interval, rm_no_prompt, rm_too_old, rm_no_service FROM stats_rollup WHERE bucket >= ",
+    )
+    .arg(since)
+    .push(" ORDER BY id")
+    .fetch_all(&db.pool)
+    .await?;
+    let mut r = Rollup::default();
+    for (c, f) in rows.into_iter().zip(figures) {
+        let grain = match c.0.as_str() {
+            "h" => "h",
+            "d" => "d",
+            _ => "m",
+        };
+        r.cells.insert(
+            Cell {
+                grain,
+                day: c.1,
+                hour: c.2,
+                org_id: c.3,
+                window_id: c.4,
+                staff_id: c.5,
+                business_type_id: c.6,
+                key: c.7,
+                polarity: c.8,
+            },
+            Figures {
+                bucket: c.9,
+                services: f.0,
+                handle_ms: f.1,
+                ratings: f.2,
+                rated: f.3,
+                removed: [f.4, f.5, f.6, f.7, f.8],
+            },
+        );
+    }
+    Ok(r)
+}
+
+/// Recomputes the roll-ups from raw rows and compares them with the table; unless `check_only`,
+/// rewrites the differing cells. Cells before the latest cleanup's cut-off are left alone: their
+/// raw rows may be gone while the roll-ups were kept.
+pub async fn rebuild(db: &Db, check_only: bool) -> Result<RebuildReport> {
+    let since: Millis = Sql::new("SELECT COALESCE(MAX(cutoff_at), 0) FROM cleanup_runs")
+        .fetch_i64(&db.pool)
+        .await?;
+    let raw = from_raw(db, since).await?;
+    let have = stored(db, since).await?;
+    let mut report = RebuildReport {
+        since,
+        ..RebuildReport::default()
+    };
+    let keys: HashSet<&Cell> = raw.cells.keys().chain(have.cells.keys()).collect();
+    report.cells = keys.len();
+    let mut keys: Vec<&Cell> = keys.into_iter().collect();
+    keys.sort();
+    let zero = Figures::default();
+    for c in keys {
+        let a = raw.cells.get(c).unwrap_or(&zero);
+        let b = have.cells.get(c).unwrap_or(&zero);
+        if !a.same_counts(b) {
+            report.differences += 1;
+            if report.examples.len() < 20 {
+                report.examples.push(format!(
+                    "{} {} hour {} outlet {} window {} staff {} type {} key '{}': raw {:?}, roll-up {:?}",
+                    c.grain, c.day, c.hour, c.org_id, c.window_id, c.staff_id, c.business_type_id, c.key,
+                    (a.services, a.handle_ms, a.ratings, a.rated, a.removed),
+                    (b.services, b.handle_ms, b.ratings, b.rated, b.removed),
+                ));
+            }
+        }
+    }
+    if !check_only && report.differences > 0 {
+        let mut tx = db.begin().await?;
+        Sql::new("DELETE FROM stats_rollup WHERE bucket >= ")
+            .arg(since)
+            .execute(&mut *tx)
+            .await?;
+        raw.write(&mut tx, db.backend).await?;
+        tx.commit().await?;
+        report.rewritten = true;
+    }
+    Ok(report)
+}
+
+// ---------------------------------------------------------------- queries
+
+/// A statistics request, as the API and the page take it.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    pub org_id: i64,
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    pub group_by: GroupBy,
+    /// Also answer for the previous period and the same period last year.
+    pub compare: bool,
+}
+
+/// One row (or the total) of a statistics answer.
+#[derive(Debug, Clone, Serialize, ToSchema, Default)]
+pub struct StatsRow {
+    /// The group: an id (org, outlet, window, staff, business type; 0 = none), an hour 0–23,
+    /// a date, a month `YYYY-MM`, a week's Monday, a weekday 1–7 (Monday 1) or `weekday-hour`.
+    #[schema(value_type = Object)]
+    pub key: Value,
+    pub label: String,
+    /// Ended services (客流量).
+    pub services: i64,
+    /// Services with a counted rating.
+    pub rated: i64,
+    /// Counted ratings, bare presses included.
+    pub ratings: i64,
+    pub counts: BTreeMap<String, i64>,
+    pub positive: i64,
+    pub neutral: i64,
+    pub negative: i64,
+    /// positive / ratings; null when there are none.
+    pub satisfaction_rate: Option<f64>,
+    /// rated / services (参评率); null when no service ended.
+    pub rating_rate: Option<f64>,
+    pub avg_handle_seconds: Option<f64>,
+    /// Presses kept but not counted, per suppression rule.
+    pub removed: BTreeMap<String, i64>,
+    /// The lower bound of the 95% Wilson interval on the satisfaction rate: the fair ranking figure.
+    pub satisfaction_lower_bound: Option<f64>,
+    /// Rank by `satisfaction_lower_bound` (staff grouping only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<i64>,
+    #[serde(skip)]
+    handle_ms: i64,
+}
+
+impl StatsRow {
+    fn add(&mut self, key: &str, polarity: &str, f: &Figures) {
+        self.services += f.services;
+        self.handle_ms += f.handle_ms;
+        self.rated += f.rated;
+        if !key.is_empty() {
+            self.ratings += f.ratings;
+            *self.counts.entry(key.to_string()).or_default() += f.ratings;
+            match polarity {
+                "positive" => self.positive += f.ratings,
+                "neutral" => self.neutral += f.ratings,
+                "negative" => self.negative += f.ratings,
+                _ => {}
+            }
+        }
+        for (i, r) in RULES.iter().enumerate() {
+            if f.removed[i] != 0 {
+                *self.removed.entry(r.to_string()).or_default() += f.removed[i];
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        let rate = |a: i64, b: i64| (b > 0).then(|| a as f64 / b as f64);
+        self.satisfaction_rate = rate(self.positive, self.ratings);
+        self.rating_rate = rate(self.rated, self.services);
+        self.avg_handle_seconds =
+            (self.services > 0).then(|| self.handle_ms as f64 / 1000.0 / self.services as f64);
+        self.satisfaction_lower_bound = wilson_lower_bound(self.positive, self.ratings);
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StatsPeriod {
+    pub from: String,
+    pub to: String,
+    pub rows: Vec<StatsRow>,
+    pub total: StatsRow,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StatsCompare {
+    pub previous: StatsPeriod,
+    pub last_year: StatsPeriod,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StatsAnswer {
+    pub org_id: i64,
+    pub org_name: String,
+    pub timezone: String,
+    pub from: String,
+    pub to: String,
+    pub group_by: String,
+    pub rows: Vec<StatsRow>,
+    pub total: StatsRow,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<StatsCompare>,
+}
+
+/// The org a statistics request is about, within the caller's stats.view reach: (path, name, tz).
+pub async fn org_in_reach(
+    db: &Db,
+    scope: &Scope,
+    permission: &'static str,
+    org_id: i64,
+) -> Result<(OrgPath, String, String)> {
+    if !scope.has(permission) {
+        return Err(StoreError::Forbidden(permission));
+    }
+    let mut sql = Sql::new("SELECT path, name, timezone FROM orgs WHERE id = ");
+    sql.arg(org_id)
+        .push(" AND ")
+        .reach("path", &scope.reach(permission));
+    let (path, name, tz): (String, String, String) = sql
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let path = OrgPath::parse(&path).ok_or(StoreError::NotFound)?;
+    Ok((path, name, tz))
+}
+
+/// The statistics a request asks for, read from roll-ups, within the caller's stats.view reach.
+pub async fn evaluation(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<StatsAnswer> {
+    rules::check_range(q.from, q.to)?;
+    let (path, org_name, timezone) = org_in_reach(db, scope, "stats.view", q.org_id).await?;
+    let reach = scope.reach("stats.view");
+    let (rows, total) = period(db, &reach, &path, q.from, q.to, q.group_by).await?;
+    let compare = if q.compare {
+        let (pf, pt) = rules::previous_period(q.from, q.to);
+        let (lf, lt) = rules::last_year(q.from, q.to);
+        let (prows, ptotal) = period(db, &reach, &path, pf, pt, q.group_by).await?;
+        let (lrows, ltotal) = period(db, &reach, &path, lf, lt, q.group_by).await?;
+        Some(StatsCompare {
+            previous: StatsPeriod {
+                from: pf.to_string(),
+                to: pt.to_string(),
+                rows: prows,
+                total: ptotal,
+            },
+            last_year: StatsPeriod {
+                from: lf.to_string(),
+                to: lt.to_string(),
+                rows: lrows,
+                total: ltotal,
+            },
+        })
+    } else {
+        None
+    };
+    Ok(StatsAnswer {
+        org_id: q.org_id,
+        org_name,
+        timezone,
+        from: q.from.to_string(),
+        to: q.to.to_string(),
+        group_by: q.group_by.code().to_string(),
+        rows,
+        total,
+        compare,
+    })
+}
+
+fn month_end(first: chrono::NaiveDate) -> chrono::NaiveDate {
+    first
+        .checked_add_months(chrono::Months::new(1))
+        .expect("in range")
+        - chrono::Duration::days(1)
+}
+
+type Agg = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+async fn period(
+    db: &Db,
+    reach: &Reach,
+    path: &OrgPath,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    group_by: GroupBy,
+) -> Result<(Vec<StatsRow>, StatsRow)> {
+    use chrono::Datelike;
+    let g = match group_by {
+        GroupBy::Org | GroupBy::Outlet => "CAST(x.org_id AS TEXT)",
+        GroupBy::Window => "CAST(x.window_id AS TEXT)",
+        GroupBy::Staff => "CAST(x.staff_id AS TEXT)",
+        GroupBy::BusinessType => "CAST(x.business_type_id AS TEXT)",
+        GroupBy::Hour => "CAST(x.hour AS TEXT)",
+        GroupBy::Month => "substr(x.day, 1, 7)",
+        GroupBy::Day | GroupBy::Week | GroupBy::Weekday => "x.day",
+        GroupBy::WeekdayHour => "x.day || ' ' || CAST(x.hour AS TEXT)",
+        GroupBy::None => "''",
+    };
+    let mut sql = Sql::new(&format!("SELECT {g}, x.key, x.polarity, CAST(SUM(x.services) AS BIGINT), CAST(SUM(x.handle_ms) AS BIGINT), CAST(SUM(x.ratings) AS BIGINT), CAST(SUM(x.rated) AS BIGINT), CAST(SUM(x.rm_already_rated) AS BIGINT), CAST(SUM(x.rm_duplicate_interval) AS BIGINT), CAST(SUM(x.rm_no_prompt) AS BIGINT), CAST(SUM(x.rm_too_old) AS BIGINT), CAST(SUM(x.rm_no_service) AS BIGINT) FROM stats_rollup x JOIN orgs o ON o.id = x.org_id WHERE "));
+    let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+    if group_by.needs_hours() {
+        sql.push("x.grain = 'h' AND x.day >= ")
+            .arg(day(from))
+            .push(" AND x.day <= ")
+            .arg(day(to));
+    } else {
+        // whole months inside the range from the month rows, the edges from day rows
+        let first_full = if from.day() == 1 {
+            from
+        } else {
+            month_end(from.with_day(1).expect("day 1")) + chrono::Duration::days(1)
+        };
+        let last_full_start = {
+            let m = to.with_day(1).expect("day 1");
+            if month_end(m) == to {
+                Some(m)
+            } else {
+                m.checked_sub_months(chrono::Months::new(1))
+            }
+        };
+        let months = !matches!(group_by, GroupBy::Day | GroupBy::Week | GroupBy::Weekday)
+            && last_full_start.is_some_and(|l| l >= first_full);
+        if months {
+            let l = last_full_start.expect("checked");
+            sql.push("((x.grain = 'm' AND x.day >= ")
+                .arg(day(first_full))
+                .push(" AND x.day <= ")
+                .arg(day(l))
+                .push(") OR (x.grain = 'd' AND ((x.day >= ")
+                .arg(day(from))
+                .push(" AND x.day < ")
+                .arg(day(first_full))
+                .push(") OR (x.day > ")
+                .arg(day(month_end(l)))
+                .push(" AND x.day <= ")
+                .arg(day(to))
+                .push("))))");
+        } else {
+            sql.push("x.grain = 'd' AND x.day >= ")
+                .arg(day(from))
+                .push(" AND x.day <= ")
+                .arg(day(to));
+        }
+    }
+    let (lo, hi) = path.subtree_range();
+    sql.push(" AND (o.path = ")
+        .arg(path.as_str())
+        .push(" OR (o.path >= ")
+        .arg(lo)
+        .push(" AND o.path < ")
+        .arg(hi)
+        .push(")) AND ")
+        .reach("o.path", reach)
+        .push(&if group_by == GroupBy::None {
+            // PostgreSQL refuses a constant in GROUP BY
+            " GROUP BY x.key, x.polarity".to_string()
+        } else {
+            format!(" GROUP BY {g}, x.key, x.polarity")
+        });
+    let agg: Vec<Agg> = sql.fetch_all(&db.pool).await?;
+
+    // org grouping: each outlet to the requested org's child above it
+    let mut child_of: HashMap<i64, i64> = HashMap::new();
+    if group_by == GroupBy::Org {
+        let ids: Vec<i64> = agg
+            .iter()
+            .filter_map(|a| a.0.parse().ok())
+            .collect::<HashSet<i64>>()
+            .into_iter()
+            .collect();
+        if !ids.is_empty() {
+            let paths: Vec<(i64, String)> = Sql::new("SELECT id, path FROM orgs WHERE ")
+                .in_ids("id", &ids)
+                .fetch_all(&db.pool)
+                .await?;
+            for (id, p) in paths {
+                let rest = p.strip_prefix(path.as_str()).unwrap_or("");
+                let child = rest
+                    .split('/')
+                    .next()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or_else(|| {
+                        path.as_str()
+                            .trim_end_matches('/')
+                            .rsplit('/')
+                            .next()
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(id)
+                    });
+                child_of.insert(id, child);
+            }
+        }
+    }
+
+    let mut groups: BTreeMap<String, StatsRow> = BTreeMap::new();
+    let mut total = StatsRow {
+        key: Value::Null,
+        label: String::new(),
+        ..StatsRow::default()
+    };
+    for a in &agg {
+        let f = Figures {
+            bucket: 0,
+            services: a.3,
+            handle_ms: a.4,
+            ratings: a.5,
+            rated: a.6,
+            removed: [a.7, a.8, a.9, a.10, a.11],
+        };
+        total.add(&a.1, &a.2, &f);
+        let (sort, key) = group_key(group_by, &a.0, &child_of);
+        if group_by == GroupBy::None {
+            continue;
+        }
+        let row = groups.entry(sort).or_insert_with(|| StatsRow {
+            key,
+            ..StatsRow::default()
+        });
+        row.add(&a.1, &a.2, &f);
+    }
+    total.finish();
+    let mut rows: Vec<StatsRow> = groups.into_values().collect();
+    if group_by == GroupBy::None {
+        rows.push(StatsRow {
+            key: Value::Null,
+            label: String::new(),
+            ..total.clone()
+        });
+    }
+    for r in &mut rows {
+        r.finish();
+    }
+    label_rows(db, group_by, &mut rows).await?;
+    if group_by == GroupBy::Staff {
+        // fair ranking: the Wilson lower bound, then volume; rows without ratings last
+        rows.sort_by(|a, b| {
+            b.satisfaction_lower_bound
+                .unwrap_or(-1.0)
+                .total_cmp(&a.satisfaction_lower_bound.unwrap_or(-1.0))
+                .then(b.ratings.cmp(&a.ratings))
+        });
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.rank = r.satisfaction_lower_bound.map(|_| i as i64 + 1);
+        }
+    }
+    Ok((rows, total))
+}
+
+/// (sort key, answer key) of a group.
+fn group_key(group_by: GroupBy, g: &str, child_of: &HashMap<i64, i64>) -> (String, Value) {
+    use chrono::Datelike;
+    let date = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    match group_by {
+        GroupBy::Org => {
+            let id: i64 = g.parse().unwrap_or(0);
+            let c = child_of.get(&id).copied().unwrap_or(id);
+            (format!("{c:020}"), json!(c))
+        }
+        GroupBy::Outlet | GroupBy::Window | GroupBy::Staff | GroupBy::BusinessType => {
+            let id: i64 = g.parse().unwrap_or(0);
+            (format!("{id:020}"), json!(id))
+        }
+        GroupBy::Hour => {
+            let h: i64 = g.parse().unwrap_or(0);
+            (format!("{h:02}"), json!(h))
+        }
+        GroupBy::Day | GroupBy::Month => (g.to_string(), json!(g)),
+        GroupBy::Week => {
+            let w = date(g)
+                .map(rules::week_start)
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            (w.clone(), json!(w))
+        }
+        GroupBy::Weekday => {
+            let n = date(g).map_or(0, |d| d.weekday().number_from_monday());
+            (n.to_string(), json!(n))
+        }
+        GroupBy::WeekdayHour => {
+            let mut it = g.split(' ');
+            let n = it
+                .next()
+                .and_then(date)
+                .map_or(0, |d| d.weekday().number_from_monday());
+            let h: i64 = it.next().and_then(|h| h.parse().ok()).unwrap_or(0);
+            let k = format!("{n}-{h:02}");
+            (k.clone(), json!(k))
+        }
+        GroupBy::None => (String::new(), Value::Null),
+    }
+}
+
+async fn label_rows(db: &Db, group_by: GroupBy, rows: &mut [StatsRow]) -> Result<()> {
+    let table = match group_by {
+        GroupBy::Org | GroupBy::Outlet => "orgs",
+        GroupBy::Window => "windows",
+        GroupBy::Staff => "users",
+        GroupBy::BusinessType => "business_types",
+        _ => {
+            for r in rows.iter_mut() {
+                r.label = match &r.key {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                };
+            }
+            return Ok(());
+        }
+    };
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r.key.as_i64())
+        .filter(|id| *id != 0)
+        .collect();
+    let mut names: HashMap<i64, String> = HashMap::new();
+    if !ids.is_empty() {
+        for (id, name) in Sql::new(&format!("SELECT id, name FROM {table} WHERE "))
+            .in_ids("id", &ids)
+            .fetch_all::<(i64, String), _>(&db.pool)
+            .await?
+        {
+            names.insert(id, name);
+        }
+    }
+    for r in rows.iter_mut() {
+        let id = r.key.as_i64().unwrap_or(0);
+        r.label = names.get(&id).cloned().unwrap_or_else(|| {
+            if id == 0 {
+                "—".to_string()
+            } else {
+                format!("#{id}")
+            }
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- export
+
+/// The statistics table as an xlsx workbook (输出Excel): the filters in the header rows, then one
+/// row per group and the total, numbers as numbers. Needs stats.export besides stats.view; obeys
+/// scope like the answer itself; recorded in the audit log.
+pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(StatsAnswer, Vec<u8>)> {
+    if !scope.has("stats.export") {
+        return Err(StoreError::Forbidden("stats.export"));
+    }
+    let answer = evaluation(
+        db,
+        scope,
+        &StatsQuery {
+            compare: false,
+            ..q.clone()
+        },
+    )
+    .await?;
+    let xlsx = |e: rust_xlsxwriter::XlsxError| {
+        StoreError::Database(sqlx::Error::Protocol(format!("xlsx: {e}")))
+    };
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.set_name("统计").map_err(xlsx)?;
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let pct = rust_xlsxwriter::Format::new().set_num_format("0.0%");
+    let filters = [
+        (
+            "机构 org",
+            format!("{} (#{})", answer.org_name, answer.org_id),
+        ),
+        ("期间 period", format!("{} – {}", answer.from, answer.to)),
+        ("分组 group_by", answer.group_by.clone()),
+        ("时区 time zone", answer.timezone.clone()),
+    ];
+    for (i, (k, v)) in filters.iter().enumerate() {
+        sheet
+            .write_string_with_format(i as u32, 0, *k, &bold)
+            .map_err(xlsx)?;
+        sheet.write_string(i as u32, 1, v).map_err(xlsx)?;
+    }
+    let mut keys: Vec<String> = answer.total.counts.keys().cloned().collect();
+    keys.sort();
+    let mut headers: Vec<String> = [
+        "分组 key",
+        "名称 label",
+        "服务 services",
+        "参评 rated",
+        "评价 ratings",
+        "满意 positive",
+        "一般 neutral",
+        "不满意 negative",
+        "满意率 satisfaction_rate",
+        "参评率 rating_rate",
+        "平均办理秒 avg_handle_seconds",
+        "公平排名值 lower_bound",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    headers.extend(keys.iter().cloned());
+    let head = filters.len() as u32 + 1;
+    for (i, h) in headers.iter().enumerate() {
+        sheet
+            .write_string_with_format(head, i as u16, h, &bold)
+            .map_err(xlsx)?;
+        sheet
+            .set_column_width(i as u16, if i == 1 { 24 } else { 14 })
+            .map_err(xlsx)?;
+    }
+    let total = StatsRow {
+        key: Value::String("合计 total".into()),
+        label: "合计 total".into(),
+        ..answer.total.clone()
+    };
+    for (n, row) in answer
+        .rows
+        .iter()
+        .chain(std::iter::once(&total))
+        .enumerate()
+    {
+        let r = head + 1 + n as u32;
+        match &row.key {
+            Value::Number(v) => {
+                sheet
+                    .write_number(r, 0, v.as_f64().unwrap_or(0.0))
+                    .map_err(xlsx)?;
+            }
+            Value::String(s) => {
+                sheet.write_string(r, 0, s).map_err(xlsx)?;
+            }
+            _ => {}
+        }
+        sheet.write_string(r, 1, &row.label).map_err(xlsx)?;
+        for (c, v) in [
+            row.services,
+            row.rated,
+            row.ratings,
+            row.positive,
+            row.neutral,
+            row.negative,
+        ]
+        .iter()
+        .enumerate()
+        {
+            sheet
+                .write_number(r, 2 + c as u16, *v as f64)
+                .map_err(xlsx)?;
+        }
+        for (c, v) in [row.satisfaction_rate, row.rating_rate].iter().enumerate() {
+            if let Some(v) = v {
+                sheet
+                    .write_number_with_format(r, 8 + c as u16, *v, &pct)
+                    .map_err(xlsx)?;
+            }
+        }
+        if let Some(v) = row.avg_handle_seconds {
+            sheet.write_number(r, 10, v).map_err(xlsx)?;
+        }
+        if let Some(v) = row.satisfaction_lower_bound {
+            sheet.write_number(r, 11, v).map_err(xlsx)?;
+        }
+        for (c, k) in keys.iter().enumerate() {
+            let v = row.counts.get(k).copied().unwrap_or(0);
+            sheet
+                .write_number(r, 12 + c as u16, v as f64)
+                .map_err(xlsx)?;
+        }
+    }
+    let bytes = book.save_to_buffer().map_err(xlsx)?;
+    crate::audit::record(
+        &db.pool,
+        scope.into(),
+        crate::audit::Entry {
+            org_path: scope.org_path.as_str(),
+            action: "stats.export",
+            entity: "org",
+            entity_id: Some(answer.org_id),
+            summary: format!(
+                "evaluation statistics of {} exported: {} – {}, by {}, {} rows",
+                answer.org_name,
+                answer.from,
+                answer.to,
+                answer.group_by,
+                answer.rows.len()
+            ),
+            changes: None,
+        },
+    )
+    .await?;
+    Ok((answer, bytes))
+}
