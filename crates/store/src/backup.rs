@@ -43,6 +43,9 @@ const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 /// Tables that are not data: the schema version goes in the header, the manifest is the header.
 const NOT_DATA: &[&str] = &["schema_migrations", "backup_manifest"];
+/// Tables whose rows the migrations install (the built-in scoring templates), children first: an
+/// empty database has them too.
+const SEEDED: &[&str] = &["scoring_model_versions", "scoring_models"];
 /// Bound values per INSERT statement while loading.
 const PARAMS_PER_INSERT: usize = 900;
 
@@ -1033,12 +1036,18 @@ async fn restore_into(db: &Db, reader: &mut ExportReader, header: &Header) -> Re
         )));
     }
     for t in catalog(&mut conn, db.backend).await? {
-        if row_count(&mut conn, &t.name).await? != 0 {
+        if !SEEDED.contains(&t.name.as_str()) && row_count(&mut conn, &t.name).await? != 0 {
             return Err(BackupError::Refused(format!(
                 "the database is not empty (table {} has rows); restore only into an empty database",
                 t.name
             )));
         }
+    }
+    // the backup brings its own copy of what the migrations installed
+    for table in SEEDED {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *conn)
+            .await?;
     }
     drop(conn);
     load(db, reader, header).await?;
