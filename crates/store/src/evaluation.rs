@@ -988,6 +988,7 @@ pub async fn sign_in(db: &Db, device: &Device, employee_no: &str) -> Result<Staf
         .fetch_optional(&mut *tx)
         .await?;
     let here = device.path();
+    ensure_window_open(&mut tx, device).await?;
     let staff = match candidate {
         Some((id, name, no, has_photo, path))
             if OrgPath::parse(&path).is_some_and(|p| p.contains(&here) || here.contains(&p)) =>
@@ -1052,6 +1053,26 @@ async fn touch(tx: &mut Transaction<'static, Any>, device: &Device, now: Millis)
     Ok(())
 }
 
+/// A closed window (暂停服务) takes no sign-in and no new service. Presses are still stored: a
+/// prompt opened before the window closed may be rated, and offline presses arrive late.
+async fn ensure_window_open(tx: &mut Transaction<'static, Any>, device: &Device) -> Result<()> {
+    let (is_open,): (i64,) = Sql::new("SELECT is_open FROM windows WHERE id = ")
+        .arg(device.window_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    if is_open == 0 {
+        return Err(StoreError::conflict(
+            "window",
+            "window_closed",
+            format!(
+                "window {} is closed; open it before signing in or starting a service",
+                device.window_name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Serialises work on one window across connections and instances (PostgreSQL); SQLite's
 /// immediate transactions serialise all writers already.
 async fn lock_window(
@@ -1076,6 +1097,7 @@ async fn lock_window(
 pub async fn start_service(db: &Db, device: &Device) -> Result<i64> {
     let mut tx = db.begin().await?;
     lock_window(&mut tx, db.backend, device.window_id).await?;
+    ensure_window_open(&mut tx, device).await?;
     let running: Option<(i64,)> =
         Sql::new("SELECT id FROM services WHERE ended_at IS NULL AND window_id = ")
             .arg(device.window_id)

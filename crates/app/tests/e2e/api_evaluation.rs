@@ -14,7 +14,8 @@ both!(
     bare_presses_and_the_interval,
     clock_policy,
     options_change_without_rewriting_history,
-    terminals_and_windows_obey_scope
+    terminals_and_windows_obey_scope,
+    closed_windows_take_no_sign_in_or_service
 );
 
 /// An outlet with a window, a keypad for it and a clerk with 工号 "C001".
@@ -741,4 +742,55 @@ async fn terminals_and_windows_obey_scope(app: TestApp) {
     press(&app, &b, "satisfied", "b-1").await;
     let (_, seen) = app.get("/api/v1/ratings", &ta).await;
     assert!(seen["items"].as_array().unwrap().is_empty(), "{seen}");
+}
+
+async fn closed_windows_take_no_sign_in_or_service(app: TestApp) {
+    let c = counter(&app, "A").await;
+    let s = start(&app, &c).await;
+    end(&app, &c, s).await;
+    let (status, _) = app
+        .patch(
+            &format!("/api/v1/windows/{}", c.window),
+            &app.admin_token,
+            json!({"is_open": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &app.call(
+            Method::POST,
+            "/api/v1/device/sign-in",
+            Some(&c.terminal),
+            Some(json!({"employee_no": "CA"})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "window_closed",
+        Some("window"),
+    );
+    assert_error(
+        &app.call(
+            Method::POST,
+            "/api/v1/device/services",
+            Some(&c.terminal),
+            Some(json!({})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "window_closed",
+        Some("window"),
+    );
+    // the prompt opened before closing is still rated
+    let (status, body) = press(&app, &c, "satisfied", "closed-1").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["counted"], true, "{body}");
+    let (status, _) = app
+        .patch(
+            &format!("/api/v1/windows/{}", c.window),
+            &app.admin_token,
+            json!({"is_open": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    start(&app, &c).await;
 }
