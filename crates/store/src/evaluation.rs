@@ -76,6 +76,37 @@ pub async fn put_settings(
     Ok(settings.clone())
 }
 
+/// Drops an org's own settings: from now on it inherits its nearest ancestor's (or the defaults).
+/// Past ratings keep what they were given under, as with any change of settings.
+pub async fn inherit_settings(db: &Db, scope: &Scope, org_id: i64) -> Result<()> {
+    if !scope.has("settings.manage") {
+        return Err(StoreError::Forbidden("settings.manage"));
+    }
+    let mut tx = db.begin().await?;
+    let path = org_in(&mut tx, scope, "settings.manage", org_id).await?;
+    let before = settings_for(&mut *tx, &path).await?;
+    if crate::settings::remove(&mut tx, org_id, SETTINGS).await? {
+        let after = settings_for(&mut *tx, &path).await?;
+        let mut changes = Changes::new();
+        changes.field("evaluation_settings", &before, &after);
+        audit::record(
+            &mut *tx,
+            scope.into(),
+            Entry {
+                org_path: path.as_str(),
+                action: "inherit",
+                entity: "evaluation_settings",
+                entity_id: Some(org_id),
+                summary: String::new(),
+                changes: Some(changes),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The settings in force for an org and where they come from.
 #[derive(Debug, Clone)]
 pub struct SettingsInForce {

@@ -70,3 +70,14 @@ pub async fn put<T: Serialize>(
         .await?;
     Ok(())
 }
+
+/// Drops an org's own setting `name`, so it inherits again; whether there was one.
+pub async fn remove(tx: &mut Transaction<'static, Any>, org_id: i64, name: &str) -> Result<bool> {
+    let removed = Sql::new("DELETE FROM org_settings WHERE org_id = ")
+        .arg(org_id)
+        .push(" AND name = ")
+        .arg(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(removed > 0)
+}

@@ -620,6 +620,59 @@ async fn options_change_without_rewriting_history(app: TestApp) {
         )
         .await;
     assert_eq!(still["options"].as_array().unwrap().len(), 4);
+
+    // the outlet gets its own settings, then drops them and inherits the root's again
+    let own = json!({"press_interval_seconds": 20, "rating_timeout_seconds": 60, "options": [
+        {"key": "good", "label": "好", "polarity": "positive"},
+        {"key": "bad", "label": "差", "polarity": "negative"}]});
+    let settings_url = format!("/api/v1/orgs/{}/evaluation-settings", c.outlet);
+    let (status, _) = app
+        .call(Method::PUT, &settings_url, Some(&app.admin_token), Some(own))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, mine) = app.get(&settings_url, &app.admin_token).await;
+    assert_eq!(mine["press_interval_seconds"], 20);
+    let (status, back) = app
+        .call(Method::DELETE, &settings_url, Some(&app.admin_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert_eq!(back["press_interval_seconds"], 10);
+    assert_eq!(back["options"][1]["label"], "不满意-服务礼仪");
+    let (_, audit) = app
+        .get("/api/v1/audit?entity=evaluation_settings", &app.admin_token)
+        .await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "inherit" && e["entity_id"] == c.outlet),
+        "{audit}"
+    );
+    // the root drops its own too: the built-in defaults are in force everywhere
+    let (status, defaults) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{root}/evaluation-settings"),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(defaults["options"][0]["label"], "非常满意");
+    // an unknown org answers 404
+    assert_error(
+        &app.call(
+            Method::DELETE,
+            "/api/v1/orgs/999999/evaluation-settings",
+            Some(&app.admin_token),
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
 }
 
 async fn terminals_and_windows_obey_scope(app: TestApp) {

@@ -26,7 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_terminals))
         .routes(routes!(revoke_terminal))
         .routes(routes!(rotate_terminal))
-        .routes(routes!(get_settings, put_settings))
+        .routes(routes!(get_settings, put_settings, inherit_settings))
         .routes(routes!(list_ratings))
         .routes(routes!(list_follow_ups))
         .routes(routes!(close_follow_up))
@@ -463,6 +463,19 @@ async fn get_settings(
             .await?
             .settings,
     )))
+}
+
+/// Drop an org's own settings: it inherits its nearest ancestor's (or the defaults) again.
+/// Answers the settings now in force.
+#[utoipa::path(delete, path = "/api/v1/orgs/{id}/evaluation-settings", tag = "evaluation", security(("bearer" = [])),
+    responses((status = 200, body = SettingsBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn inherit_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<SettingsBody>, ApiError> {
+    store::inherit_settings(&state.db, &caller.scope, id).await?;
+    get_settings(State(state), caller, ApiPath(id)).await
 }
 
 /// Set an org's rating options, time limit and press interval; inherited by its subtree.

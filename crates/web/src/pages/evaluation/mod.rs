@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
             "/evaluation-settings",
             get(settings::page).post(settings::save),
         )
+        .route("/evaluation-settings/inherit", post(settings::inherit))
         .route("/follow-ups", get(follow_ups::page))
         .route("/follow-ups/{id}/close", post(follow_ups::close))
 }

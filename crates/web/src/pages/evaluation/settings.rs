@@ -219,6 +219,32 @@ pub async fn save(
     }
 }
 
+/// Drops the org's own settings after the page asked for confirmation.
+pub async fn inherit(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let org_id = FormFields(form).id("org_id").unwrap_or_default();
+    match store::inherit_settings(&state.db, &caller.scope, org_id).await {
+        Ok(()) => Redirect::to(&format!(
+            "/evaluation-settings?org_id={org_id}&saved=inherited"
+        ))
+        .into_response(),
+        Err(e) => {
+            draw(
+                &state,
+                &caller,
+                Some(org_id),
+                None,
+                None,
+                Some(FieldError::new(caller.locale, e.into())),
+            )
+            .await
+        }
+    }
+}
+
 async fn draw(
     state: &AppState,
     caller: &PageCaller,
