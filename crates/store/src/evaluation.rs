@@ -545,6 +545,118 @@ pub async fn business_types(
     sql.fetch_all(&db.pool).await
 }
 
+/// A business type the caller manages: defined within his `window.manage` reach.
+async fn managed_business_type(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    id: i64,
+) -> Result<(BusinessType, String)> {
+    if !scope.has("window.manage") {
+        return Err(StoreError::Forbidden("window.manage"));
+    }
+    let mut sql = Sql::new(&format!("{BUSINESS_TYPE_SELECT} WHERE bt.id = "));
+    sql.arg(id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach("window.manage"));
+    let bt: BusinessType = sql.fetch_one(&mut **tx).await?;
+    let (path,): (String,) = Sql::new("SELECT path FROM orgs WHERE id = ")
+        .arg(bt.org_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((bt, path))
+}
+
+/// Renames a business type; windows, services and reports keep pointing at it, so past figures
+/// show the new name.
+pub async fn rename_business_type(
+    db: &Db,
+    scope: &Scope,
+    id: i64,
+    name: &str,
+) -> Result<BusinessType> {
+    let name = validate::required_text("name", name, 50)?;
+    let mut tx = db.begin().await?;
+    let (before, path) = managed_business_type(&mut tx, scope, id).await?;
+    Sql::new("UPDATE business_types SET name = ")
+        .arg(&name)
+        .push(", updated_at = ")
+        .arg(now_millis())
+        .push(" WHERE id = ")
+        .arg(id)
+        .execute(&mut *tx)
+        .await?;
+    let mut changes = Changes::new();
+    changes.field("name", &before.name, &name);
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "update",
+            entity: "business_type",
+            entity_id: Some(id),
+            summary: name.clone(),
+            changes: Some(changes),
+        },
+    )
+    .await?;
+    let bt: BusinessType = Sql::new(&format!("{BUSINESS_TYPE_SELECT} WHERE bt.id = "))
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(bt)
+}
+
+/// Deletes a business type nothing uses yet. One a window or a past service uses stays, so
+/// history keeps its business (409 `in_use`); rename it instead.
+pub async fn delete_business_type(db: &Db, scope: &Scope, id: i64) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let (bt, path) = managed_business_type(&mut tx, scope, id).await?;
+    let (windows, services): (i64, i64) =
+        Sql::new("SELECT (SELECT COUNT(*) FROM windows WHERE business_type_id = ")
+            .arg(id)
+            .push("), (SELECT COUNT(*) FROM (SELECT 1 FROM services WHERE business_type_id = ")
+            .arg(id)
+            .push(" LIMIT 1) used)")
+            .fetch_one(&mut *tx)
+            .await?;
+    if windows > 0 || services > 0 {
+        return Err(StoreError::conflict(
+            "business_type",
+            "in_use",
+            format!(
+                "business type {} is used by {windows} window(s){}; rename it instead",
+                bt.name,
+                if services > 0 {
+                    " and by past services"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    Sql::new("DELETE FROM business_types WHERE id = ")
+        .arg(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "delete",
+            entity: "business_type",
+            entity_id: Some(id),
+            summary: bt.name,
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A business type a window at `window_path` may use: defined at its org or above it.
 async fn usable_business_type(
     tx: &mut Transaction<'static, Any>,

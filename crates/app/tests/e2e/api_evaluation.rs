@@ -627,7 +627,12 @@ async fn options_change_without_rewriting_history(app: TestApp) {
         {"key": "bad", "label": "差", "polarity": "negative"}]});
     let settings_url = format!("/api/v1/orgs/{}/evaluation-settings", c.outlet);
     let (status, _) = app
-        .call(Method::PUT, &settings_url, Some(&app.admin_token), Some(own))
+        .call(
+            Method::PUT,
+            &settings_url,
+            Some(&app.admin_token),
+            Some(own),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, mine) = app.get(&settings_url, &app.admin_token).await;

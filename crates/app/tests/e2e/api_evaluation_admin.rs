@@ -340,6 +340,91 @@ async fn business_types_are_assigned_within_the_tree(app: TestApp) {
         "forbidden",
         None,
     );
+
+    // renaming: within reach only; the window shows the new name
+    let (status, renamed) = app
+        .patch(
+            &format!("/api/v1/business-types/{deposit}"),
+            &ta,
+            json!({"name": "储蓄与理财"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["code"], "DEPOSIT");
+    let (_, w) = app.get(&window, &ta).await;
+    assert_eq!(w["business_type_name"], "储蓄与理财");
+    for (id, status, code) in [
+        (corp, StatusCode::NOT_FOUND, "not_found"),
+        (fx, StatusCode::NOT_FOUND, "not_found"),
+        (999_999, StatusCode::NOT_FOUND, "not_found"),
+    ] {
+        assert_error(
+            &app.patch(
+                &format!("/api/v1/business-types/{id}"),
+                &ta,
+                json!({"name": "改名"}),
+            )
+            .await,
+            status,
+            code,
+            None,
+        );
+    }
+    assert_error(
+        &app.patch(
+            &format!("/api/v1/business-types/{deposit}"),
+            &ta,
+            json!({"name": ""}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "required",
+        Some("name"),
+    );
+    // deleting: only what nothing uses; another branch's type is not found
+    let delete = |id: i64, token: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::DELETE,
+                &format!("/api/v1/business-types/{id}"),
+                Some(&token),
+                None,
+            )
+            .await
+        }
+    };
+    assert_error(
+        &delete(deposit, ta.clone()).await,
+        StatusCode::CONFLICT,
+        "in_use",
+        Some("business_type"),
+    );
+    assert_error(
+        &delete(fx, ta.clone()).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+    let (status, _) = delete(retail, ta.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = delete(fx, app.admin_token.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, all) = app.get("/api/v1/business-types", &app.admin_token).await;
+    assert_eq!(names(&all), vec!["CORP", "DEPOSIT"]);
+    // a type past services used stays, even when no window has it any more
+    let s = start(&app, &a).await;
+    end(&app, &a, s).await;
+    let (status, _) = app
+        .patch(&window, &ta, json!({"business_type_id": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &delete(deposit, ta.clone()).await,
+        StatusCode::CONFLICT,
+        "in_use",
+        Some("business_type"),
+    );
 }
 
 /// The clerk `employee_no` serves a customer who presses 不满意 and leaves a phone number.

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_windows, create_window))
         .routes(routes!(get_window, update_window))
         .routes(routes!(list_business_types, create_business_type))
+        .routes(routes!(rename_business_type, delete_business_type))
         .routes(routes!(create_terminal))
         .routes(routes!(list_terminals))
         .routes(routes!(revoke_terminal))
@@ -321,6 +322,37 @@ async fn create_business_type(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(bt)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RenameBusinessType {
+    name: String,
+}
+
+/// Rename a business type; past services and reports show the new name.
+#[utoipa::path(patch, path = "/api/v1/business-types/{id}", tag = "evaluation", security(("bearer" = [])), request_body = RenameBusinessType,
+    responses((status = 200, body = BusinessType), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn rename_business_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<RenameBusinessType>,
+) -> Result<Json<BusinessType>, ApiError> {
+    Ok(Json(
+        store::rename_business_type(&state.db, &caller.scope, id, &body.name).await?,
+    ))
+}
+
+/// Delete a business type no window or past service uses (409 `in_use` otherwise).
+#[utoipa::path(delete, path = "/api/v1/business-types/{id}", tag = "evaluation", security(("bearer" = [])),
+    responses((status = 200), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_business_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    store::delete_business_type(&state.db, &caller.scope, id).await?;
+    Ok(StatusCode::OK)
 }
 
 #[derive(Deserialize, IntoParams)]

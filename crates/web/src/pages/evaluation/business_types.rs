@@ -5,7 +5,7 @@ use crate::pages::{
     empty_none, error_page, org_choices, render_status, FormError, Saved, Shell, TreeRow,
 };
 use crate::AppState;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use keping_store::evaluation::{self as store, BusinessType, NewBusinessType};
@@ -71,6 +71,46 @@ pub async fn create(
         Err(e) => {
             let error = FormError::new(caller.locale, "new", e);
             draw(&state, &caller, f, None, error).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RenameFields {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(id): Path<i64>,
+    Form(f): Form<RenameFields>,
+) -> Response {
+    let renamed = store::rename_business_type(&state.db, &caller.scope, id, &f.name).await;
+    after_change(&state, &caller, renamed.map(|_| "saved")).await
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(id): Path<i64>,
+) -> Response {
+    let deleted = store::delete_business_type(&state.db, &caller.scope, id).await;
+    after_change(&state, &caller, deleted.map(|()| "deleted")).await
+}
+
+/// Back to the list with a notice, or the list again with the refusal above the table.
+async fn after_change(
+    state: &AppState,
+    caller: &PageCaller,
+    done: Result<&str, keping_store::StoreError>,
+) -> Response {
+    match done {
+        Ok(notice) => Redirect::to(&format!("/business-types?saved={notice}")).into_response(),
+        Err(e) => {
+            let error = FormError::new(caller.locale, "list", e);
+            draw(state, caller, NewFields::default(), None, error).await
         }
     }
 }

@@ -21,6 +21,8 @@ pub fn router() -> Router<AppState> {
             "/business-types",
             get(business_types::page).post(business_types::create),
         )
+        .route("/business-types/{id}", post(business_types::rename))
+        .route("/business-types/{id}/delete", post(business_types::delete))
         .route(
             "/evaluation-settings",
             get(settings::page).post(settings::save),
