@@ -20,10 +20,22 @@ pub async fn alert_settings_for<'e, E: sqlx::Executor<'e, Database = Any>>(
     ex: E,
     path: &OrgPath,
 ) -> Result<AlertSettings> {
-    Ok(settings::nearest(ex, path, ALERTS)
+    Ok(alert_settings_for_each(ex, std::slice::from_ref(path))
         .await?
-        .map(|(_, s)| s)
+        .pop()
         .unwrap_or_default())
+}
+
+/// [`alert_settings_for`] for each of `paths`, in one query.
+pub async fn alert_settings_for_each<'e, E: sqlx::Executor<'e, Database = Any>>(
+    ex: E,
+    paths: &[OrgPath],
+) -> Result<Vec<AlertSettings>> {
+    Ok(settings::nearest_each(ex, paths, ALERTS)
+        .await?
+        .into_iter()
+        .map(|s| s.map(|(_, s)| s).unwrap_or_default())
+        .collect())
 }
 
 async fn org_path(
@@ -100,12 +112,11 @@ fn channel_kind(c: &Channel) -> &'static str {
 pub(crate) async fn enqueue_negative(
     tx: &mut Transaction<'static, Any>,
     org_id: i64,
-    path: &OrgPath,
+    channels: &[Channel],
     alert: &NegativeAlert,
 ) -> Result<usize> {
-    let channels = alert_settings_for(&mut **tx, path).await?.channels;
     let now = now_millis();
-    for c in &channels {
+    for c in channels {
         Sql::new("INSERT INTO outbox (org_id, topic, channel, target, payload, status, attempts, next_attempt_at, created_at) VALUES (")
             .arg(org_id)
             .push(", 'negative_rating', ")

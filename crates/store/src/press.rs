@@ -12,7 +12,9 @@ use keping_domain::auth::secret_digest;
 use keping_domain::evaluation::{
     self as rules, Decision, EvaluationSettings, PressTarget, PressTime, PromptState, RatingOption,
 };
+use keping_domain::notify::{Channel, NegativeAlert};
 use keping_domain::org::OrgPath;
+use keping_domain::stats::local_parts;
 use keping_domain::validate::{self, Invalid};
 use keping_domain::{now_millis, Millis};
 use serde::Serialize;
@@ -98,6 +100,22 @@ pub struct PressOutcome {
     pub alerts_queued: usize,
     #[serde(skip)]
     pub polarity: Option<String>,
+}
+
+impl StoredPress {
+    /// The answer a stored press gave, as its replay gives it again.
+    fn outcome(&self) -> PressOutcome {
+        PressOutcome {
+            press_id: self.id,
+            counted: self.counted != 0,
+            reason: self.reason.clone(),
+            rating_id: self.rating_id,
+            replay: true,
+            follow_up_id: None,
+            polarity: None,
+            alerts_queued: 0,
+        }
+    }
 }
 
 impl PressOutcome {
@@ -252,15 +270,13 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
             .await?;
     }
     let stored = stored_presses(&mut tx, db.backend, requests).await?;
-    let mut paths: Vec<&str> = requests
-        .iter()
-        .map(|r| r.device.org_path.as_str())
-        .collect();
-    paths.sort_unstable();
-    paths.dedup();
-    let parsed: Vec<OrgPath> = requests_paths(&paths);
-    let settings: HashMap<&str, EvaluationSettings> = paths
+    let mut devices: Vec<&Device> = requests.iter().map(|r| &r.device).collect();
+    devices.sort_unstable_by_key(|d| d.org_path.as_str());
+    devices.dedup_by_key(|d| d.org_path.as_str());
+    let parsed: Vec<OrgPath> = devices.iter().map(|d| d.path()).collect();
+    let settings: HashMap<&str, EvaluationSettings> = devices
         .into_iter()
+        .map(|d| d.org_path.as_str())
         .zip(settings_for_each(&mut *tx, &parsed).await?)
         .collect();
     let settings_of = |r: &Request| &settings[r.device.org_path.as_str()];
@@ -273,16 +289,7 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
         let idem = (r.device.terminal_id, r.input.idempotency_key.as_str());
         let plan = if let Some(p) = stored.get(&(idem.0, idem.1.to_string())) {
             Plan::Done(if p.body_digest == r.digest {
-                Ok(PressOutcome {
-                    press_id: p.id,
-                    counted: p.counted != 0,
-                    reason: p.reason.clone(),
-                    rating_id: p.rating_id,
-                    replay: true,
-                    follow_up_id: None,
-                    polarity: None,
-                    alerts_queued: 0,
-                })
+                Ok(p.outcome())
             } else {
                 Err(idempotency_conflict())
             })
@@ -364,7 +371,7 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
     if !new.is_empty() {
         insert_presses(&mut tx, db.backend, requests, &mut plans, &new).await?;
         insert_ratings(&mut tx, db.backend, requests, &mut plans, &new).await?;
-        open_follow_ups(&mut tx, requests, &mut plans, &new).await?;
+        open_follow_ups(&mut tx, db.backend, requests, &mut plans, &new).await?;
         rollup(requests, &plans, &new)
             .write(&mut tx, db.backend)
             .await?;
@@ -392,13 +399,6 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
         }));
     }
     Ok(outcomes.into_iter().map(|o| o.expect("filled")).collect())
-}
-
-fn requests_paths(paths: &[&str]) -> Vec<OrgPath> {
-    paths
-        .iter()
-        .map(|p| OrgPath::parse(p).expect("stored org paths are well formed"))
-        .collect()
 }
 
 /// The batch's additions to the statistics roll-ups, written in its transaction.
@@ -668,24 +668,33 @@ async fn insert_ratings(
     Ok(())
 }
 
-/// A negative rating opens a follow-up for the outlet and queues its alerts.
+/// Negative ratings open follow-ups for their outlets and queue their alerts, for the whole batch
+/// in a handful of statements.
 async fn open_follow_ups(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     requests: &[Request],
     plans: &mut [Plan],
     new: &[usize],
 ) -> Result<()> {
-    for &i in new {
-        let r = &requests[i];
-        let Plan::New(p) = &mut plans[i] else {
-            continue;
+    let negatives: Vec<usize> = new
+        .iter()
+        .copied()
+        .filter(|&i| matches!(&plans[i], Plan::New(p) if p.negative()))
+        .collect();
+    if negatives.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::bulk(
+        backend,
+        "INSERT INTO follow_ups (rating_id, org_id, window_id, staff_id, status, created_at) VALUES ",
+    );
+    for (n, &i) in negatives.iter().enumerate() {
+        let (r, Plan::New(p)) = (&requests[i], &plans[i]) else {
+            unreachable!("only new presses open follow-ups")
         };
-        if !p.negative() {
-            continue;
-        }
-        let rating_id = p.rating_id.expect("a counted press has a rating");
-        let follow_up_id = Sql::new("INSERT INTO follow_ups (rating_id, org_id, window_id, staff_id, status, created_at) VALUES (")
-            .arg(rating_id)
+        sql.push(if n == 0 { "(" } else { ", (" })
+            .arg(p.rating_id.expect("a counted press has a rating"))
             .push(", ")
             .arg(r.device.org_id)
             .push(", ")
@@ -694,61 +703,140 @@ async fn open_follow_ups(
             .arg(p.staff_id)
             .push(", 'open', ")
             .arg(r.received_at)
-            .push(") RETURNING id")
-            .fetch_i64(&mut **tx)
-            .await?;
-        let queued = queue_alert(tx, r, p, rating_id, follow_up_id).await?;
-        p.follow_up = Some((follow_up_id, queued));
+            .push(")");
+    }
+    let follow_ups: HashMap<i64, i64> = sql
+        .push(" RETURNING rating_id, id")
+        .fetch_all::<(i64, i64), _>(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+    let today = todays_figures(tx, backend, requests, plans, new, &negatives).await?;
+
+    let mut staff_ids: Vec<i64> = negatives
+        .iter()
+        .filter_map(|&i| match &plans[i] {
+            Plan::New(p) => p.staff_id,
+            _ => None,
+        })
+        .collect();
+    staff_ids.sort_unstable();
+    staff_ids.dedup();
+    let staff: HashMap<i64, (String, Option<String>)> = if staff_ids.is_empty() {
+        HashMap::new()
+    } else {
+        Sql::bulk(backend, "SELECT id, name, employee_no FROM users WHERE ")
+            .in_ids("id", &staff_ids)
+            .fetch_all::<(i64, String, Option<String>), _>(&mut **tx)
+            .await?
+            .into_iter()
+            .map(|(id, name, no)| (id, (name, no)))
+            .collect()
+    };
+    let mut devices: Vec<&Device> = negatives.iter().map(|&i| &requests[i].device).collect();
+    devices.sort_unstable_by_key(|d| d.org_path.as_str());
+    devices.dedup_by_key(|d| d.org_path.as_str());
+    let parsed: Vec<OrgPath> = devices.iter().map(|d| d.path()).collect();
+    let channels: HashMap<&str, Vec<Channel>> = devices
+        .iter()
+        .map(|d| d.org_path.as_str())
+        .zip(crate::notify::alert_settings_for_each(&mut **tx, &parsed).await?)
+        .map(|(path, s)| (path, s.channels))
+        .collect();
+
+    for (&i, (today_total, today_negative)) in negatives.iter().zip(today) {
+        let r = &requests[i];
+        let Plan::New(p) = &mut plans[i] else {
+            unreachable!("only new presses open follow-ups")
+        };
+        let device = &r.device;
+        let rating_id = p.rating_id.expect("a counted press has a rating");
+        let rated_at = p.effective_at.expect("a counted press has a time");
+        let person = p.staff_id.and_then(|id| staff.get(&id));
+        let alert = NegativeAlert {
+            rating_id,
+            follow_up_id: follow_ups[&rating_id],
+            outlet: device.org_name.clone(),
+            window: device.window_name.clone(),
+            staff: person.map(|s| s.0.clone()),
+            employee_no: person.and_then(|s| s.1.clone()),
+            label: p.option.label.clone(),
+            negative_reason: r.input.negative_reason.clone(),
+            local_time: keping_domain::org::local_time(&device.timezone, rated_at),
+            rated_at: keping_domain::rfc3339(rated_at),
+            today_negative,
+            today_total,
+            phone: r.input.phone.as_deref().map(mask_phone),
+        };
+        let queued = crate::notify::enqueue_negative(
+            tx,
+            device.org_id,
+            &channels[device.org_path.as_str()],
+            &alert,
+        )
+        .await?;
+        p.follow_up = Some((alert.follow_up_id, queued));
     }
     Ok(())
 }
 
-/// Queues the alert for a negative rating with the day's figures at the outlet up to this rating.
-async fn queue_alert(
+/// For each of `negatives`, its outlet's counted ratings and negative ones on its local day, up
+/// to and including itself: the day's roll-ups before this batch, plus the batch's own ratings
+/// in order.
+async fn todays_figures(
     tx: &mut Transaction<'static, Any>,
-    r: &Request,
-    p: &NewPress,
-    rating_id: i64,
-    follow_up_id: i64,
-) -> Result<usize> {
-    let device = &r.device;
-    let rated_at = p.effective_at.expect("a counted press has a time");
-    let (day_start, day_end) = keping_domain::org::local_day(&device.timezone, rated_at);
-    let (today_total, today_negative): (i64, i64) = Sql::new("SELECT COUNT(*), COUNT(CASE WHEN polarity = 'negative' THEN 1 END) FROM ratings WHERE org_id = ")
-        .arg(device.org_id)
-        .push(" AND rated_at >= ")
-        .arg(day_start)
-        .push(" AND rated_at < ")
-        .arg(day_end)
-        .push(" AND id <= ")
-        .arg(rating_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let staff: Option<(String, Option<String>)> = match p.staff_id {
-        Some(id) => {
-            Sql::new("SELECT name, employee_no FROM users WHERE id = ")
-                .arg(id)
-                .fetch_optional(&mut **tx)
-                .await?
+    backend: Backend,
+    requests: &[Request],
+    plans: &[Plan],
+    new: &[usize],
+    negatives: &[usize],
+) -> Result<Vec<(i64, i64)>> {
+    let day_of = |i: usize| -> Option<(i64, String)> {
+        match &plans[i] {
+            Plan::New(p) if p.counted() => {
+                let d = &requests[i].device;
+                let at = p.effective_at.expect("a counted press has a time");
+                Some((d.org_id, local_parts(&d.timezone, at).day))
+            }
+            _ => None,
         }
-        None => None,
     };
-    let alert = keping_domain::notify::NegativeAlert {
-        rating_id,
-        follow_up_id,
-        outlet: device.org_name.clone(),
-        window: device.window_name.clone(),
-        staff: staff.as_ref().map(|s| s.0.clone()),
-        employee_no: staff.and_then(|s| s.1),
-        label: p.option.label.clone(),
-        negative_reason: r.input.negative_reason.clone(),
-        local_time: keping_domain::org::local_time(&device.timezone, rated_at),
-        rated_at: keping_domain::rfc3339(rated_at),
-        today_negative,
-        today_total,
-        phone: r.input.phone.as_deref().map(mask_phone),
-    };
-    crate::notify::enqueue_negative(tx, device.org_id, &device.path(), &alert).await
+    let mut days: Vec<(i64, String)> = negatives.iter().filter_map(|&i| day_of(i)).collect();
+    days.sort_unstable();
+    days.dedup();
+    let mut sql = Sql::bulk(backend, "WITH q (o, d) AS (VALUES ");
+    for (n, (org_id, day)) in days.iter().enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" })
+            .arg(*org_id)
+            .push(", ")
+            .arg(day.as_str())
+            .push(")");
+    }
+    let mut running: HashMap<(i64, String), (i64, i64)> = sql
+        .push(
+            ") SELECT q.o, q.d, CAST(COALESCE(SUM(x.ratings), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN x.polarity = 'negative' THEN x.ratings ELSE 0 END), 0) AS BIGINT) \
+             FROM q LEFT JOIN stats_rollup x ON x.grain = 'd' AND x.day = q.d AND x.org_id = q.o \
+             GROUP BY q.o, q.d",
+        )
+        .fetch_all::<(i64, String, i64, i64), _>(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(o, d, total, negative)| ((o, d), (total, negative)))
+        .collect();
+    let mut at_each = HashMap::new();
+    for &i in new {
+        let Some(day) = day_of(i) else { continue };
+        let Some(figures) = running.get_mut(&day) else {
+            continue;
+        };
+        figures.0 += 1;
+        if matches!(&plans[i], Plan::New(p) if p.negative()) {
+            figures.1 += 1;
+            at_each.insert(i, *figures);
+        }
+    }
+    Ok(negatives.iter().map(|i| at_each[i]).collect())
 }
 
 /// A window at one moment, as stored: its latest service ended by then, and who was on duty.

@@ -353,20 +353,20 @@ async fn services_conflict_and_unknown(app: TestApp) {
         "service_ended",
         None,
     );
-    // a terminal hammering the API is slowed with 429, and the flood creates nothing
-    let mut statuses = Vec::new();
-    for _ in 0..100 {
-        statuses.push(
-            app.call(
-                Method::POST,
-                "/api/v1/device/services",
-                Some(&other.terminal),
-                Some(json!({})),
-            )
-            .await
-            .0,
-        );
-    }
+    // a terminal hammering the API is slowed with 429, and the flood creates nothing; the
+    // requests go at once, so that a slow machine cannot spread them below the limit
+    let statuses: Vec<StatusCode> = futures_util::future::join_all((0..200).map(|_| {
+        app.call(
+            Method::POST,
+            "/api/v1/device/services",
+            Some(&other.terminal),
+            Some(json!({})),
+        )
+    }))
+    .await
+    .into_iter()
+    .map(|(status, _)| status)
+    .collect();
     assert!(
         statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
