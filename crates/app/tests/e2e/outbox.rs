@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 both!(
     negative_alert_is_delivered_once_despite_failures,
     delivery_survives_a_restart,
-    alert_settings_are_checked
+    alert_settings_are_checked,
+    alerts_of_one_batch_count_the_day_in_order
 );
 
 /// An HTTP receiver that fails the first `failures` requests with 500.
@@ -217,4 +218,76 @@ async fn alert_settings_are_checked(app: TestApp) {
         "forbidden",
         None,
     );
+}
+
+/// Presses arriving together are written in one batch: each negative's alert counts the outlet's
+/// day up to itself, and a later alert counts what the batch wrote.
+async fn alerts_of_one_batch_count_the_day_in_order(app: TestApp) {
+    let c = counter(&app, "A").await;
+    let root = app.root_id().await;
+    // a plain keypad: every bare press counts
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/orgs/{root}/evaluation-settings"),
+            Some(&app.admin_token),
+            Some(json!({"press_interval_seconds": 0, "rating_timeout_seconds": 30, "bare_presses_count": true,
+                "options": [{"key": "satisfied", "label": "满意", "polarity": "positive"},
+                            {"key": "dissatisfied", "label": "不满意", "polarity": "negative"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/orgs/{root}/alert-settings"),
+            Some(&app.admin_token),
+            Some(json!({"channels": [{"kind": "webhook", "url": "http://127.0.0.1:9/hook"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let key = |n: usize| {
+        if n % 2 == 0 {
+            "dissatisfied"
+        } else {
+            "satisfied"
+        }
+    };
+    let keys: Vec<String> = (0..6).map(|n| format!("batch-{n}")).collect();
+    let answers = futures_util::future::join_all(
+        keys.iter()
+            .enumerate()
+            .map(|(n, idem)| crate::api_evaluation::press(&app, &c, key(n), idem)),
+    )
+    .await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["counted"], true, "{body}");
+    }
+    crate::api_evaluation::press(&app, &c, "dissatisfied", "after").await;
+    let payloads: Vec<(i64, Value)> =
+        keping_store::Sql::new("SELECT id, payload FROM outbox ORDER BY id")
+            .fetch_all::<(i64, String), _>(&app.running.state.db.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, p)| (id, serde_json::from_str(&p).unwrap()))
+            .collect();
+    let mut negatives: Vec<i64> = payloads
+        .iter()
+        .map(|(_, p)| p["today_negative"].as_i64().unwrap())
+        .collect();
+    assert_eq!(payloads.len(), 4, "{payloads:?}");
+    let last = &payloads[3].1;
+    assert_eq!(last["today_negative"], 4, "{last}");
+    assert_eq!(last["today_total"], 7, "{last}");
+    negatives.sort_unstable();
+    assert_eq!(negatives, vec![1, 2, 3, 4]);
+    for (_, p) in &payloads {
+        let (n, total) = (
+            p["today_negative"].as_i64().unwrap(),
+            p["today_total"].as_i64().unwrap(),
+        );
+        assert!(n <= total && total <= n + 3, "{p}");
+    }
 }
