@@ -11,6 +11,7 @@ use keping_domain::validate::{self, Invalid};
 use keping_domain::{now_millis, Millis};
 use serde::Serialize;
 use sqlx::{Any, Transaction};
+use std::collections::HashMap;
 use utoipa::ToSchema;
 
 const SETTINGS: &str = "evaluation";
@@ -1649,56 +1650,101 @@ pub async fn monitor(
     }
     sql.push(" ORDER BY o.path, w.code LIMIT 1000");
     let windows: Vec<Window> = sql.fetch_all(&db.pool).await?;
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_millis();
+    // a few statements for all the windows, each answering for every window at once
+    let mut tx = db.read().await?;
+    let ids: Vec<i64> = windows.iter().map(|w| w.id).collect();
+    let mut org_ids: Vec<i64> = windows.iter().map(|w| w.org_id).collect();
+    org_ids.sort_unstable();
+    org_ids.dedup();
+    let orgs: Vec<(i64, String, String)> =
+        Sql::bulk(db.backend, "SELECT id, timezone, path FROM orgs WHERE ")
+            .in_ids("id", &org_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    let paths: Vec<OrgPath> = orgs
+        .iter()
+        .map(|(_, _, p)| OrgPath::parse(p).expect("stored org paths are well formed"))
+        .collect();
+    let timeouts: HashMap<i64, i64> = orgs
+        .iter()
+        .map(|o| o.0)
+        .zip(settings_for_each(&mut *tx, &paths).await?)
+        .map(|(id, s)| (id, s.rating_timeout_seconds))
+        .collect();
+    let today: HashMap<i64, String> = orgs
+        .iter()
+        .map(|(id, tz, _)| (*id, keping_domain::stats::local_parts(tz, now).day))
+        .collect();
+    let duties: HashMap<i64, (String, Option<String>, i64)> = Sql::bulk(db.backend, "SELECT d.window_id, u.name, u.employee_no, d.started_at FROM duties d JOIN users u ON u.id = d.staff_id WHERE d.ended_at IS NULL AND ")
+        .in_ids("d.window_id", &ids)
+        .fetch_all::<(i64, String, Option<String>, i64), _>(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(w, name, no, since)| (w, (name, no, since)))
+        .collect();
+    let heard: HashMap<i64, Option<i64>> = Sql::bulk(
+        db.backend,
+        "SELECT window_id, MAX(last_seen_at) FROM terminals WHERE revoked_at IS NULL AND ",
+    )
+    .in_ids("window_id", &ids)
+    .push(" GROUP BY window_id")
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut asked = Sql::bulk(db.backend, "WITH q (w, o, d) AS (VALUES ");
+    for (n, w) in windows.iter().enumerate() {
+        asked
+            .push(if n == 0 { "(" } else { ", (" })
+            .arg(w.id)
+            .push(", ")
+            .arg(w.org_id)
+            .push(", ")
+            .arg(today[&w.org_id].as_str())
+            .push(")");
+    }
+    // services follow one another at a window, so the latest started is the latest
+    let last: HashMap<i64, (i64, Option<i64>, Option<i64>)> = asked
+        .clone()
+        .push(") SELECT q.w, s.started_at, s.ended_at, s.rating_id FROM q JOIN services s ON s.id = (SELECT x.id FROM services x WHERE x.window_id = q.w ORDER BY x.started_at DESC, x.id DESC LIMIT 1)")
+        .fetch_all::<(i64, i64, Option<i64>, Option<i64>), _>(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(w, started, ended, rating)| (w, (started, ended, rating)))
+        .collect();
+    // today's figures from the day's roll-ups, in each outlet's own time zone
+    let figures: HashMap<i64, (i64, i64, i64, i64)> = asked
+        .clone()
+        .push(") SELECT q.w, CAST(COALESCE(SUM(x.services), 0) AS BIGINT), CAST(COALESCE(SUM(x.rated), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN x.polarity = 'positive' THEN x.ratings ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN x.polarity = 'negative' THEN x.ratings ELSE 0 END), 0) AS BIGINT) \
+               FROM q JOIN stats_rollup x ON x.grain = 'd' AND x.day = q.d AND x.hour = 0 AND x.org_id = q.o AND x.window_id = q.w \
+               GROUP BY q.w")
+        .fetch_all::<(i64, i64, i64, i64, i64), _>(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(w, services, rated, positive, negative)| (w, (services, rated, positive, negative)))
+        .collect();
+    let mut latest: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+    for (w, label, polarity) in asked
+        .push(") SELECT q.w, r.label, r.polarity FROM q JOIN ratings r ON r.id IN (SELECT x.id FROM ratings x WHERE x.window_id = q.w ORDER BY x.rated_at DESC, x.id DESC LIMIT 5) ORDER BY q.w, r.rated_at DESC, r.id DESC")
+        .fetch_all::<(i64, String, String), _>(&mut *tx)
+        .await?
+    {
+        latest.entry(w).or_default().push((label, polarity));
+    }
+    tx.commit().await?;
+
     let mut out = Vec::with_capacity(windows.len());
     for w in windows {
-        let (tz, path): (String, String) = Sql::new("SELECT timezone, path FROM orgs WHERE id = ")
-            .arg(w.org_id)
-            .fetch_one(&db.pool)
-            .await?;
-        let (day_start, _) = keping_domain::org::local_day(&tz, now);
-        let duty: Option<(String, Option<String>, i64)> = Sql::new("SELECT u.name, u.employee_no, d.started_at FROM duties d JOIN users u ON u.id = d.staff_id WHERE d.ended_at IS NULL AND d.window_id = ")
-            .arg(w.id)
-            .push(" LIMIT 1")
-            .fetch_optional(&db.pool)
-            .await?;
-        let last: Option<(i64, Option<i64>, Option<i64>)> =
-            Sql::new("SELECT started_at, ended_at, rating_id FROM services WHERE window_id = ")
-                .arg(w.id)
-                .push(" ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&db.pool)
-                .await?;
-        let (heard,): (Option<i64>,) = Sql::new(
-            "SELECT MAX(last_seen_at) FROM terminals WHERE revoked_at IS NULL AND window_id = ",
-        )
-        .arg(w.id)
-        .fetch_one(&db.pool)
-        .await?;
-        let (services, rated): (i64, i64) =
-            Sql::new("SELECT COUNT(*), COUNT(rating_id) FROM services WHERE window_id = ")
-                .arg(w.id)
-                .push(" AND ended_at >= ")
-                .arg(day_start)
-                .fetch_one(&db.pool)
-                .await?;
-        let (positive, negative): (i64, i64) = Sql::new("SELECT COUNT(CASE WHEN polarity = 'positive' THEN 1 END), COUNT(CASE WHEN polarity = 'negative' THEN 1 END) FROM ratings WHERE window_id = ")
-            .arg(w.id)
-            .push(" AND rated_at >= ")
-            .arg(day_start)
-            .fetch_one(&db.pool)
-            .await?;
-        let latest: Vec<(String, String)> =
-            Sql::new("SELECT label, polarity FROM ratings WHERE window_id = ")
-                .arg(w.id)
-                .push(" ORDER BY id DESC LIMIT 5")
-                .fetch_all(&db.pool)
-                .await?;
-        let timeout = settings_for(
-            &db.pool,
-            &OrgPath::parse(&path).expect("stored org paths are well formed"),
-        )
-        .await?
-        .rating_timeout_seconds;
+        let duty = duties.get(&w.id).cloned();
+        let last = last.get(&w.id).copied();
+        let heard = heard.get(&w.id).copied().flatten();
+        let (services, rated, positive, negative) = figures.get(&w.id).copied().unwrap_or_default();
         let state = if w.is_open == 0 {
             "paused"
         } else if heard.is_none_or(|h| now - h > OFFLINE_AFTER_MS) {
@@ -1707,7 +1753,7 @@ pub async fn monitor(
             match last {
                 Some((_, None, _)) => "serving",
                 Some((_, Some(ended), None))
-                    if rules::prompt_open_at(ended, None, timeout, now) =>
+                    if rules::prompt_open_at(ended, None, timeouts[&w.org_id], now) =>
                 {
                     "awaiting_rating"
                 }
@@ -1724,7 +1770,7 @@ pub async fn monitor(
             today_rated: rated,
             today_positive: positive,
             today_negative: negative,
-            latest,
+            latest: latest.remove(&w.id).unwrap_or_default(),
             window: w,
         });
     }

@@ -109,6 +109,14 @@ async fn monitor_page_and_events(app: TestApp) {
         t.elapsed()
     );
     assert!(event.contains("data-state=\"idle\""), "{event}");
+    // today's figures: one service, rated positive
+    for figure in ["services", "positive"] {
+        assert!(
+            event.contains(&format!("data-figure=\"{figure}\">1<")),
+            "{event}"
+        );
+    }
+    assert!(event.contains("data-figure=\"negative\">0<"), "{event}");
 
     // someone without monitor.view gets no stream; another branch's window sends him nothing
     let other = counter(&app, "B").await;
