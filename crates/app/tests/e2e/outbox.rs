@@ -247,7 +247,7 @@ async fn alerts_of_one_batch_count_the_day_in_order(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let key = |n: usize| {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             "dissatisfied"
         } else {
             "satisfied"
