@@ -19,6 +19,7 @@ pub mod history;
 pub mod notify;
 pub mod org;
 pub mod press;
+pub mod reports;
 mod settings;
 pub mod stats;
 pub mod tokens;
