@@ -200,7 +200,8 @@ async fn housekeeping(db: keping_store::Db, mut stop: tokio::sync::watch::Receiv
 }
 
 /// Scheduled notices, once a minute: reports whose period closed are built and queued (each
-/// once per period; see `keping_store::reports::run_due`), and the outbox worker is woken.
+/// once per period; see `keping_store::reports::run_due`), monthly grading runs with their
+/// warnings (`keping_store::grading_notices::run_due`), and the outbox worker is woken.
 async fn scheduler(
     db: keping_store::Db,
     wake: std::sync::Arc<tokio::sync::Notify>,
@@ -216,6 +217,17 @@ async fn scheduler(
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot run scheduled reports"),
+            },
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            r = keping_store::grading_notices::run_due(&db, keping_domain::now_millis(), &base_url) => match r {
+                Ok(ran) if !ran.is_empty() => {
+                    tracing::info!(runs = ran.len(), "scheduled grading runs done");
+                    wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot run scheduled grading"),
             },
             _ = stop.changed() => return,
         }

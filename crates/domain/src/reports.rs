@@ -136,6 +136,35 @@ pub fn percent(rate: Option<f64>) -> String {
     rate.map_or_else(|| "—".to_string(), |r| format!("{:.1}%", r * 100.0))
 }
 
+/// Why a customer deserves a churn warning, from his grading inputs of the month run and the
+/// month before: no order for `idle_days` or more, falling sales (growth below zero), more
+/// complaints than the month before. Empty when none applies.
+pub fn churn_reasons(
+    now: &serde_json::Map<String, serde_json::Value>,
+    before: Option<&serde_json::Map<String, serde_json::Value>>,
+    idle_days: i64,
+) -> Vec<String> {
+    let num = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        m.get(k).and_then(serde_json::Value::as_f64)
+    };
+    let mut reasons = Vec::new();
+    if let Some(d) = num(now, "days_since_last_order").filter(|d| *d >= idle_days as f64) {
+        reasons.push(format!("{d} 天未订货"));
+    }
+    if let Some(g) = num(now, "sales_growth").filter(|g| *g < 0.0) {
+        reasons.push(format!("销售环比下降 {}%", -g));
+    }
+    if let (Some(c), Some(b)) = (
+        num(now, "complaints"),
+        before.and_then(|b| num(b, "complaints")),
+    ) {
+        if c > b {
+            reasons.push(format!("投诉增加（{b} → {c}）"));
+        }
+    }
+    reasons
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +204,21 @@ mod tests {
             at("2027-01-05T10:00:00+08:00"),
         );
         assert_eq!(m.key, "2026-12");
+    }
+
+    #[test]
+    fn churn_reasons_in_words() {
+        let m = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let now = m(
+            serde_json::json!({"days_since_last_order": 95, "sales_growth": -12.5, "complaints": 3}),
+        );
+        let before = m(serde_json::json!({"complaints": 1}));
+        assert_eq!(
+            churn_reasons(&now, Some(&before), 90),
+            vec!["95 天未订货", "销售环比下降 12.5%", "投诉增加（1 → 3）"]
+        );
+        assert!(churn_reasons(&now, Some(&now), 100).len() == 1);
+        assert!(churn_reasons(&m(serde_json::json!({})), None, 1).is_empty());
     }
 
     #[test]

@@ -20,3 +20,20 @@ CREATE TABLE report_schedules (
 );
 CREATE INDEX report_schedules_org ON report_schedules(org_id, id);
 CREATE INDEX outbox_topic ON outbox(topic, id);
+
+-- A monthly grading run per org on schedule, with downgrade and churn warnings sent to channels.
+CREATE TABLE grading_schedules (
+    id {{id}},
+    org_id BIGINT NOT NULL REFERENCES orgs(id),
+    model_id BIGINT NOT NULL REFERENCES scoring_models(id),
+    -- JSON: the channels the warnings go to
+    channels TEXT NOT NULL,
+    -- warn of customers with no order for this many days (days_since_last_order)
+    idle_days BIGINT NOT NULL,
+    created_by BIGINT NOT NULL REFERENCES users(id),
+    -- the last month run (YYYY-MM), or the month already closed when the schedule was made
+    last_period TEXT NOT NULL,
+    last_run_id BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX grading_schedules_org ON grading_schedules(org_id, id);

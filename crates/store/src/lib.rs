@@ -15,6 +15,7 @@ pub mod customers;
 pub mod data;
 pub mod evaluation;
 pub mod grading;
+pub mod grading_notices;
 pub mod history;
 pub mod notify;
 pub mod org;

@@ -14,7 +14,8 @@ use std::time::Duration;
 both!(
     deliveries_are_listed_filtered_and_retried,
     scheduled_report_goes_out_once_per_period,
-    report_schedules_are_checked
+    report_schedules_are_checked,
+    monthly_grading_sends_downgrade_and_churn_warnings
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -532,4 +533,154 @@ async fn report_schedules_are_checked(app: TestApp) {
         .get(&format!("/api/v1/report-schedules/{id}"), &app.admin_token)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn monthly_grading_sends_downgrade_and_churn_warnings(mut app: TestApp) {
+    let admin = app.admin_token.clone();
+    let root = app.root_id().await;
+    let (status, m) = app
+        .post(
+            "/api/v1/scoring-models",
+            &admin,
+            json!({"name": "测试模型", "scale": 10,
+                "criteria": [
+                    {"code": "volume", "name": "交易额", "weight": 50, "input": "manual", "normalize": {"kind": "none"}},
+                    {"code": "returns", "name": "退货率", "weight": 50, "input": "metric:return_rate",
+                     "normalize": {"kind": "linear", "from": 5, "to": 1}}],
+                "grades": [{"min": 8, "grade": "A"}, {"min": 6, "grade": "B"}, {"min": 0, "grade": "C"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let model = m["id"].as_i64().unwrap();
+    let mut ids = Vec::new();
+    for name in ["稳定客户", "降级客户"] {
+        let (status, c) = app
+            .post("/api/v1/customers", &admin, json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        ids.push(c["id"].as_i64().unwrap());
+    }
+    let now = now_millis();
+    // the month that closes a month from now is this one; the one before it, last month
+    let this_month = shanghai_date(now)[..7].to_string();
+    let last_month = keping_domain::reports::last_closed(
+        keping_domain::reports::Frequency::Monthly,
+        "Asia/Shanghai",
+        now,
+    )
+    .key;
+    let put = |c: i64, p: &str, v: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        let path = format!("/api/v1/customers/{c}/scoring-inputs/{p}");
+        async move {
+            let (status, body) = app
+                .call(Method::PUT, &path, Some(&admin), Some(json!({"values": v})))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    // last month both are A (10 points); this month the second drops to C (2 points), and the
+    // first has not ordered for 120 days, sells less and has more complaints
+    put(
+        ids[0],
+        &last_month,
+        json!({"volume": 10, "return_rate": 1, "complaints": 1}),
+    )
+    .await;
+    put(ids[1], &last_month, json!({"volume": 10, "return_rate": 1})).await;
+    put(ids[0], &this_month, json!({"volume": 10, "return_rate": 1, "complaints": 3, "days_since_last_order": 120, "sales_growth": -20})).await;
+    put(ids[1], &this_month, json!({"volume": 4, "return_rate": 5})).await;
+    let (status, first) = app
+        .post(
+            "/api/v1/scoring-runs",
+            &admin,
+            json!({"model_id": model, "period": last_month, "org_id": root}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    let (url, rx) = receiver(0).await;
+    let post = |body: Value| app.post("/api/v1/grading-schedules", &admin, body);
+    assert_error(
+        &post(json!({"org_id": root, "model_id": 999_999, "channels": [{"kind": "webhook", "url": url}]})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_found",
+        Some("model_id"),
+    );
+    assert_error(
+        &post(json!({"org_id": root, "model_id": model, "channels": []})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "required",
+        Some("channels"),
+    );
+    assert_error(
+        &post(json!({"org_id": root, "model_id": model, "idle_days": 0, "channels": [{"kind": "webhook", "url": url}]})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "out_of_range",
+        Some("idle_days"),
+    );
+    assert_error(
+        &post(json!({"org_id": 999_999, "model_id": model, "channels": [{"kind": "webhook", "url": url}]})).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+    let (status, schedule) =
+        post(json!({"org_id": root, "model_id": model, "idle_days": 90, "channels": [{"kind": "webhook", "url": url}]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{schedule}");
+    assert_eq!(schedule["last_period"], last_month.as_str());
+
+    let db = app.running.state.db.clone();
+    let base = "https://kp.example.cn";
+    assert!(keping_store::grading_notices::run_due(&db, now, base)
+        .await
+        .unwrap()
+        .is_empty());
+    // a month on, this month has closed: one run, one warning
+    let later = now + 32 * DAY_MS;
+    let ran = keping_store::grading_notices::run_due(&db, later, base)
+        .await
+        .unwrap();
+    assert_eq!(ran.len(), 1);
+    assert_eq!(ran[0].period, this_month);
+    assert_eq!(
+        (ran[0].downgraded, ran[0].churn, ran[0].deliveries),
+        (1, 1, 1)
+    );
+    app.restart().await;
+    let db = app.running.state.db.clone();
+    assert!(keping_store::grading_notices::run_due(&db, later, base)
+        .await
+        .unwrap()
+        .is_empty());
+    let (_, runs) = app.get("/api/v1/scoring-runs", &admin).await;
+    let scheduled: Vec<&Value> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["trigger"] == "schedule")
+        .collect();
+    assert_eq!(scheduled.len(), 1, "{runs}");
+    assert_eq!(scheduled[0]["period"], this_month.as_str());
+    assert_eq!(scheduled[0]["previous_run_id"], first["id"]);
+
+    wait_until("the warning", 10, || !rx.seen.lock().unwrap().is_empty()).await;
+    let body = rx.seen.lock().unwrap()[0].1.clone();
+    assert_eq!(body["event"], "grading_warning");
+    assert_eq!(body["subject"], format!("{this_month} 客户降级与流失预警"));
+    let text = body["text"].as_str().unwrap();
+    for part in [
+        "共 2 位客户".to_string(),
+        "降级 1 位：".to_string(),
+        "降级客户：A → C（10.0 → 2.0）".to_string(),
+        "流失预警 1 位：".to_string(),
+        "稳定客户：120 天未订货，销售环比下降 20%，投诉增加（1 → 3）".to_string(),
+    ] {
+        assert!(text.contains(&part), "{part} missing from {text}");
+    }
+    assert_eq!(
+        body["link"],
+        format!("https://kp.example.cn/grading/runs/{}", scheduled[0]["id"])
+    );
 }

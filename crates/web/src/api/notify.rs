@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use keping_domain::notify::{AlertSettings, Channel};
 use keping_domain::reports::{Frequency, ScheduleInput};
+use keping_store::grading_notices::{self, GradingSchedule, GradingScheduleInput};
 use keping_store::notify::{self as store, Delivery};
 use keping_store::reports::{self, Schedule};
 use keping_store::Page;
@@ -22,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_delivery))
         .routes(routes!(list_schedules, create_schedule))
         .routes(routes!(get_schedule, put_schedule, delete_schedule))
+        .routes(routes!(create_grading_schedule))
 }
 
 /// Alert channels. Each is one of `{"kind":"webhook","url"}`, `{"kind":"dingtalk","url"}`,
@@ -213,4 +215,36 @@ async fn delete_schedule(
 ) -> Result<StatusCode, ApiError> {
     reports::delete(&state.db, &caller.scope, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Grade an org's customers with a model every month (when the month closes in the org's time
+/// zone) and send downgrade and churn warnings to `channels`.
+#[utoipa::path(post, path = "/api/v1/grading-schedules", tag = "notify", security(("bearer" = [])), request_body = GradingScheduleInput,
+    responses((status = 201, body = GradingSchedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_grading_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<GradingSchedule>), ApiError> {
+    let channels = AlertSettingsBody {
+        channels: body
+            .get("channels")
+            .and_then(|c| c.as_array())
+            .cloned()
+            .unwrap_or_default(),
+    }
+    .parse()?
+    .channels;
+    let mut plain = body.clone();
+    plain["channels"] = serde_json::Value::Array(vec![]);
+    let mut input: GradingScheduleInput = serde_json::from_value(plain).map_err(|e| {
+        ApiError::invalid(
+            "body",
+            "invalid_body",
+            format!("not a grading schedule: {e}"),
+        )
+    })?;
+    input.channels = channels;
+    let s = grading_notices::create(&state.db, &caller.scope, &input).await?;
+    Ok((StatusCode::CREATED, Json(s)))
 }
