@@ -111,7 +111,7 @@ pub async fn create(
     tx.commit().await?;
     let mut sql = Sql::new(SELECT);
     sql.push(" WHERE g.id = ").arg(id);
-    Ok(sql.fetch_one(&db.pool).await?)
+    sql.fetch_one(&db.pool).await
 }
 
 /// What one scheduled run did.
