@@ -20,6 +20,10 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// Sender of e-mail alerts, e.g. `客评 <alerts@example.cn>`.
     pub smtp_from: Option<String>,
+    /// The address people reach keping at, for links in notices, e.g. `https://kp.example.cn`;
+    /// by default `http://` and the bound address.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -32,6 +36,7 @@ impl Default for Config {
             log: "info".into(),
             smtp_url: None,
             smtp_from: None,
+            public_url: None,
         }
     }
 }

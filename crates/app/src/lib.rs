@@ -107,6 +107,15 @@ pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> 
         tokio::spawn(outbox.run(workers_stopped.clone())),
         tokio::spawn(housekeeping(state.db.clone(), workers_stopped.clone())),
         tokio::spawn(data_worker(state.db.clone(), workers_stopped.clone())),
+        tokio::spawn(scheduler(
+            state.db.clone(),
+            state.outbox_wake.clone(),
+            config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
+            workers_stopped.clone(),
+        )),
     ];
     if state.db.backend == keping_store::Backend::Postgres {
         workers.push(tokio::spawn(listen(
@@ -182,6 +191,45 @@ async fn housekeeping(db: keping_store::Db, mut stop: tokio::sync::watch::Receiv
             Ok(0) => {}
             Ok(n) => tracing::info!(returned = n, "idle customers returned to the public pool"),
             Err(e) => tracing::warn!(error = %e, "cannot return idle customers to the pool"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Scheduled notices, once a minute: reports whose period closed are built and queued (each
+/// once per period; see `keping_store::reports::run_due`), monthly grading runs with their
+/// warnings (`keping_store::grading_notices::run_due`), and the outbox worker is woken.
+async fn scheduler(
+    db: keping_store::Db,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    base_url: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = keping_store::reports::run_due(&db, keping_domain::now_millis(), &base_url) => match r {
+                Ok(sent) if !sent.is_empty() => {
+                    tracing::info!(reports = sent.len(), "scheduled reports queued");
+                    wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot run scheduled reports"),
+            },
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            r = keping_store::grading_notices::run_due(&db, keping_domain::now_millis(), &base_url) => match r {
+                Ok(ran) if !ran.is_empty() => {
+                    tracing::info!(runs = ran.len(), "scheduled grading runs done");
+                    wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot run scheduled grading"),
+            },
+            _ = stop.changed() => return,
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}

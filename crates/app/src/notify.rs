@@ -1,10 +1,12 @@
 //! The outbox worker: takes due deliveries, sends them, records the result. Woken at once when a
 //! press queues an alert, and every second otherwise (for retries and other instances' rows).
 
-use keping_domain::notify::{render, Outgoing};
+use base64::Engine;
+use keping_domain::notify::{render, render_notice, Outgoing};
 use keping_store::notify::{self, Claimed};
 use keping_store::Db;
-use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,10 +77,18 @@ impl Worker {
     }
 
     async fn deliver(&self, http: &reqwest::Client, item: &Claimed) -> Result<(), String> {
-        let (Some(channel), Some(alert)) = (item.channel(), item.alert()) else {
+        let Some(channel) = item.channel() else {
             return Err("the stored delivery cannot be read".into());
         };
-        match render(&channel, &alert) {
+        let outgoing = if item.topic == notify::NEGATIVE_RATING {
+            item.alert().map(|a| render(&channel, &a))
+        } else {
+            item.notice().map(|n| render_notice(&channel, &n))
+        };
+        let Some(outgoing) = outgoing else {
+            return Err("the stored delivery cannot be read".into());
+        };
+        match outgoing {
             Outgoing::Http { url, body } => {
                 let resp = http
                     .post(&url)
@@ -112,18 +122,39 @@ impl Worker {
                     None => Ok(()),
                 }
             }
-            Outgoing::Email { to, subject, body } => {
+            Outgoing::Email {
+                to,
+                subject,
+                body,
+                attachment,
+            } => {
                 let mailer = self
                     .mailer
                     .as_ref()
                     .ok_or("no SMTP server is configured (KEPING_SMTP_URL, KEPING_SMTP_FROM)")?;
                 let to: Mailbox = to.parse().map_err(|e| format!("{to}: {e}"))?;
-                let message = Message::builder()
+                let builder = Message::builder()
                     .from(mailer.from.clone())
                     .to(to)
-                    .subject(subject)
-                    .body(body)
-                    .map_err(|e| e.to_string())?;
+                    .subject(subject);
+                let message = match attachment {
+                    None => builder.body(body),
+                    Some(a) => {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(&a.base64)
+                            .map_err(|e| format!("the attachment cannot be read: {e}"))?;
+                        let kind = ContentType::parse(&a.content_type)
+                            .map_err(|e| format!("{}: {e}", a.content_type))?;
+                        builder.multipart(
+                            MultiPart::mixed()
+                                .singlepart(SinglePart::plain(body))
+                                .singlepart(
+                                    lettre::message::Attachment::new(a.filename).body(bytes, kind),
+                                ),
+                        )
+                    }
+                }
+                .map_err(|e| e.to_string())?;
                 mailer
                     .transport
                     .send(message)

@@ -8,6 +8,7 @@ pub mod evaluation;
 pub mod grading;
 pub mod notify;
 pub mod org;
+pub mod reports;
 pub mod scope;
 pub mod stats;
 pub mod validate;

@@ -167,6 +167,7 @@ pub enum Outgoing {
         to: String,
         subject: String,
         body: String,
+        attachment: Option<Attachment>,
     },
 }
 
@@ -198,7 +199,93 @@ pub fn render(channel: &Channel, alert: &NegativeAlert) -> Outgoing {
             to: to.clone(),
             subject: format!("【客评】{} {} 收到不满意评价", alert.outlet, alert.window),
             body: text,
+            attachment: None,
         },
+        Channel::Sms { url, phone, body } => Outgoing::Http {
+            url: url.clone(),
+            body: body
+                .replace("{phone}", &json_escape(phone))
+                .replace("{text}", &json_escape(&text)),
+        },
+    }
+}
+
+/// A file sent with a notice; only e-mail carries it (the others get the link instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    /// The file's bytes, base64 (standard alphabet).
+    pub base64: String,
+}
+
+/// Any notice the outbox carries besides negative alerts: scheduled reports, grading warnings,
+/// reminder digests. Rendered per channel by [`render_notice`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// What it is about, e.g. `report`, `grading_warning`, `reminders` (the delivery's kind).
+    pub kind: String,
+    pub subject: String,
+    /// Plain text, several lines.
+    pub text: String,
+    /// Where to read more in keping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+}
+
+impl Notice {
+    /// Subject, text and link in one message, for robots and SMS.
+    pub fn full_text(&self) -> String {
+        let mut t = format!("【客评】{}\n{}", self.subject, self.text);
+        if let Some(l) = &self.link {
+            t.push_str(&format!("\n详情：{l}"));
+        }
+        t
+    }
+}
+
+/// What one channel receives for a notice. Robots and SMS get the text with the link; a generic
+/// webhook gets JSON with the fields apart (and the attachment's name, not its bytes); e-mail gets
+/// the attachment.
+pub fn render_notice(channel: &Channel, notice: &Notice) -> Outgoing {
+    let text = notice.full_text();
+    let http = |url: &str, body: serde_json::Value| Outgoing::Http {
+        url: url.to_string(),
+        body: body.to_string(),
+    };
+    match channel {
+        Channel::Webhook { url } => http(
+            url,
+            serde_json::json!({
+                "event": notice.kind,
+                "subject": notice.subject,
+                "text": notice.text,
+                "link": notice.link,
+                "attachment": notice.attachment.as_ref().map(|a| &a.filename),
+            }),
+        ),
+        Channel::Dingtalk { url } | Channel::Wecom { url } => http(
+            url,
+            serde_json::json!({"msgtype": "text", "text": {"content": text}}),
+        ),
+        Channel::Feishu { url } => http(
+            url,
+            serde_json::json!({"msg_type": "text", "content": {"text": text}}),
+        ),
+        Channel::Email { to } => {
+            let mut body = notice.text.clone();
+            if let Some(l) = &notice.link {
+                body.push_str(&format!("\n\n详情：{l}"));
+            }
+            Outgoing::Email {
+                to: to.clone(),
+                subject: format!("【客评】{}", notice.subject),
+                body,
+                attachment: notice.attachment.clone(),
+            }
+        }
         Channel::Sms { url, phone, body } => Outgoing::Http {
             url: url.clone(),
             body: body
@@ -292,6 +379,63 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&body).expect("the template stays valid JSON after escaping");
         assert!(v["msg"].as_str().unwrap().contains('\n'));
+    }
+
+    #[test]
+    fn notices_per_channel() {
+        let n = Notice {
+            kind: "report".into(),
+            subject: "北京分行 日报 2026-11-21".into(),
+            text: "评价 10 次，满意率 90.0%".into(),
+            link: Some("https://kp.example.cn/stats?org_id=2".into()),
+            attachment: Some(Attachment {
+                filename: "report.xlsx".into(),
+                content_type: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                    .into(),
+                base64: "UEsDBA==".into(),
+            }),
+        };
+        let Outgoing::Http { body, .. } = render_notice(
+            &Channel::Wecom {
+                url: "https://qyapi.weixin.qq.com/x".into(),
+            },
+            &n,
+        ) else {
+            panic!()
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["text"]["content"],
+            "【客评】北京分行 日报 2026-11-21\n评价 10 次，满意率 90.0%\n详情：https://kp.example.cn/stats?org_id=2"
+        );
+        let Outgoing::Http { body, .. } = render_notice(
+            &Channel::Webhook {
+                url: "http://127.0.0.1:9/x".into(),
+            },
+            &n,
+        ) else {
+            panic!()
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["event"], "report");
+        assert_eq!(v["attachment"], "report.xlsx");
+        let Outgoing::Email {
+            subject,
+            attachment,
+            body,
+            ..
+        } = render_notice(
+            &Channel::Email {
+                to: "boss@bank.cn".into(),
+            },
+            &n,
+        )
+        else {
+            panic!()
+        };
+        assert_eq!(subject, "【客评】北京分行 日报 2026-11-21");
+        assert!(body.ends_with("详情：https://kp.example.cn/stats?org_id=2"));
+        assert_eq!(attachment.unwrap().filename, "report.xlsx");
     }
 
     #[test]

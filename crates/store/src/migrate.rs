@@ -31,6 +31,7 @@ const STEPS: &[(i64, &str, &str)] = &[
     ),
     (6, "grading", include_str!("../migrations/0006_grading.sql")),
     (7, "stats", include_str!("../migrations/0007_stats.sql")),
+    (9, "notices", include_str!("../migrations/0009_notices.sql")),
 ];
 
 /// The schema version this build migrates to.

@@ -4,7 +4,9 @@
 use crate::audit::{self, Changes, Entry};
 use crate::db::id_cursor;
 use crate::{settings, Backend, Db, Page, Result, Sql, StoreError};
-use keping_domain::notify::{backoff_seconds, AlertSettings, Channel, NegativeAlert, MAX_ATTEMPTS};
+use keping_domain::notify::{
+    backoff_seconds, AlertSettings, Channel, NegativeAlert, Notice, MAX_ATTEMPTS,
+};
 use keping_domain::org::OrgPath;
 use keping_domain::scope::Scope;
 use keping_domain::{now_millis, Millis};
@@ -136,10 +138,46 @@ pub(crate) async fn enqueue_negative(
     Ok(channels.len())
 }
 
+/// Queues a notice (a report, a warning, a digest) for each of `channels`, in the caller's
+/// transaction, under the notice's kind. Returns how many were queued.
+pub(crate) async fn enqueue_notice(
+    tx: &mut Transaction<'static, Any>,
+    org_id: i64,
+    channels: &[Channel],
+    notice: &Notice,
+) -> Result<usize> {
+    let now = now_millis();
+    let payload = serde_json::to_string(notice).expect("notices serialise");
+    for c in channels {
+        Sql::new("INSERT INTO outbox (org_id, topic, channel, target, payload, status, attempts, next_attempt_at, created_at) VALUES (")
+            .arg(org_id)
+            .push(", ")
+            .arg(notice.kind.as_str())
+            .push(", ")
+            .arg(channel_kind(c))
+            .push(", ")
+            .arg(serde_json::to_string(c).expect("channels serialise"))
+            .push(", ")
+            .arg(payload.as_str())
+            .push(", 'pending', 0, ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(")")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(channels.len())
+}
+
+/// The outbox topic of negative-rating alerts; every other topic carries a [`Notice`].
+pub const NEGATIVE_RATING: &str = "negative_rating";
+
 /// A delivery taken for sending.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub id: i64,
+    pub topic: String,
     pub target: String,
     pub payload: String,
     pub attempts: i64,
@@ -152,6 +190,13 @@ impl Claimed {
 
     pub fn alert(&self) -> Option<NegativeAlert> {
         serde_json::from_str(&self.payload).ok()
+    }
+
+    /// The notice of any topic but negative alerts.
+    pub fn notice(&self) -> Option<Notice> {
+        (self.topic != NEGATIVE_RATING)
+            .then(|| serde_json::from_str(&self.payload).ok())
+            .flatten()
     }
 }
 
@@ -176,7 +221,7 @@ pub async fn claim(db: &Db, limit: i64) -> Result<Vec<Claimed>> {
             .arg(now + LEASE_MS)
             .push(" WHERE id = ")
             .arg(id)
-            .push(" RETURNING id, target, payload, attempts")
+            .push(" RETURNING id, topic, target, payload, attempts")
             .fetch_one(&mut *tx)
             .await?;
         claimed.push(row);
@@ -248,6 +293,7 @@ pub async fn deliveries(
     db: &Db,
     scope: &Scope,
     status: Option<&str>,
+    kind: Option<&str>,
     limit: i64,
     cursor: Option<&str>,
 ) -> Result<Page<Delivery>> {
@@ -259,10 +305,75 @@ pub async fn deliveries(
     if let Some(s) = status.filter(|s| !s.is_empty()) {
         sql.push(" AND x.status = ").arg(s);
     }
+    if let Some(k) = kind.filter(|s| !s.is_empty()) {
+        sql.push(" AND x.topic = ").arg(k);
+    }
     if let Some(after) = id_cursor(cursor)? {
         sql.push(" AND x.id < ").arg(after);
     }
     sql.push(" ORDER BY x.id DESC LIMIT ").arg(limit + 1);
     let rows: Vec<Delivery> = sql.fetch_all(&db.pool).await?;
     Ok(Page::from_rows(rows, limit, |d| d.id.to_string()))
+}
+
+/// The kinds of delivery the caller's subtree has seen, for the filter.
+pub async fn delivery_kinds(db: &Db, scope: &Scope) -> Result<Vec<String>> {
+    if !scope.has("settings.manage") {
+        return Err(StoreError::Forbidden("settings.manage"));
+    }
+    let mut sql =
+        Sql::new("SELECT DISTINCT x.topic FROM outbox x JOIN orgs o ON o.id = x.org_id WHERE ");
+    sql.reach("o.path", &scope.reach("settings.manage"))
+        .push(" ORDER BY x.topic");
+    let rows: Vec<(String,)> = sql.fetch_all(&db.pool).await?;
+    Ok(rows.into_iter().map(|(k,)| k).collect())
+}
+
+/// "Retry now": a failed delivery in the caller's subtree is due again at once, with one more
+/// attempt before it is given up again. Deliveries not failed answer a conflict; ids outside the
+/// subtree are not found. Recorded in the audit log.
+pub async fn retry(db: &Db, scope: &Scope, id: i64) -> Result<()> {
+    if !scope.has("settings.manage") {
+        return Err(StoreError::Forbidden("settings.manage"));
+    }
+    let mut tx = db.begin().await?;
+    let mut sql = Sql::new(
+        "SELECT x.status, o.path FROM outbox x JOIN orgs o ON o.id = x.org_id WHERE x.id = ",
+    );
+    sql.arg(id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach("settings.manage"));
+    let (status, path): (String, String) = sql
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    if status != "failed" {
+        return Err(StoreError::conflict(
+            "status",
+            "not_failed",
+            format!("only failed deliveries can be retried; this one is {status}"),
+        ));
+    }
+    // attempts stay as they are: the next failure gives it up again
+    Sql::new("UPDATE outbox SET status = 'pending', next_attempt_at = ")
+        .arg(now_millis())
+        .push(" WHERE id = ")
+        .arg(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "retry",
+            entity: "delivery",
+            entity_id: Some(id),
+            summary: String::new(),
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

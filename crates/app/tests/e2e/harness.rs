@@ -105,6 +105,7 @@ impl TestApp {
             log: "warn".into(),
             smtp_url: None,
             smtp_from: None,
+            public_url: Some("https://kp.example.cn".into()),
         };
         let (state, _) = prepare(&config).await.expect("keping prepares");
         let running = start(state, &config).await.expect("keping starts");

@@ -17,6 +17,7 @@ mod browser_kiosk;
 mod crash;
 mod data_mgmt;
 mod live;
+mod notices;
 mod outbox;
 mod stats;
 

@@ -21,8 +21,8 @@ both!(
 
 /// An HTTP receiver that fails the first `failures` requests with 500.
 #[derive(Clone, Default)]
-struct Receiver {
-    seen: Arc<Mutex<Vec<(Instant, Value)>>>,
+pub(crate) struct Receiver {
+    pub(crate) seen: Arc<Mutex<Vec<(Instant, Value)>>>,
     failures: usize,
 }
 
@@ -39,7 +39,7 @@ async fn receive(State(r): State<Receiver>, body: String) -> (AxumStatus, String
     }
 }
 
-async fn receiver(failures: usize) -> (String, Receiver) {
+pub(crate) async fn receiver(failures: usize) -> (String, Receiver) {
     let r = Receiver {
         seen: Default::default(),
         failures,
@@ -53,7 +53,7 @@ async fn receiver(failures: usize) -> (String, Receiver) {
     (url, r)
 }
 
-async fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -61,7 +61,11 @@ async fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn negative(app: &TestApp, c: &crate::api_evaluation::Counter, idem: &str) -> Instant {
+pub(crate) async fn negative(
+    app: &TestApp,
+    c: &crate::api_evaluation::Counter,
+    idem: &str,
+) -> Instant {
     let s = start(app, c).await;
     end(app, c, s).await;
     let at = Instant::now();

@@ -4,9 +4,13 @@ use crate::auth::Caller;
 use crate::error::{page_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::AppState;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use keping_domain::notify::{AlertSettings, Channel};
+use keping_domain::reports::{Frequency, ScheduleInput};
+use keping_store::grading_notices::{self, GradingSchedule, GradingScheduleInput};
 use keping_store::notify::{self as store, Delivery};
+use keping_store::reports::{self, Schedule};
 use keping_store::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -16,6 +20,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_alerts, put_alerts))
         .routes(routes!(deliveries))
+        .routes(routes!(retry_delivery))
+        .routes(routes!(list_schedules, create_schedule))
+        .routes(routes!(get_schedule, put_schedule, delete_schedule))
+        .routes(routes!(create_grading_schedule))
 }
 
 /// Alert channels. Each is one of `{"kind":"webhook","url"}`, `{"kind":"dingtalk","url"}`,
@@ -85,6 +93,8 @@ async fn put_alerts(
 pub struct DeliveryQuery {
     /// pending, sending, delivered or failed
     status: Option<String>,
+    /// negative_rating, report, …
+    kind: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -102,9 +112,139 @@ async fn deliveries(
             &state.db,
             &caller.scope,
             q.status.as_deref(),
+            q.kind.as_deref(),
             page_limit(q.limit)?,
             q.cursor.as_deref(),
         )
         .await?,
     ))
+}
+
+/// Retry a failed delivery now (one more attempt).
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "notify", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry_delivery(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    store::retry(&state.db, &caller.scope, id).await?;
+    state.outbox_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A report schedule: `frequency` daily, weekly or monthly; `channels` as in alert settings
+/// (e-mail receives the xlsx, the others a summary with a link).
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct ScheduleBody {
+    org_id: i64,
+    frequency: String,
+    channels: Vec<serde_json::Value>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+impl ScheduleBody {
+    fn parse(self) -> Result<ScheduleInput, ApiError> {
+        let frequency = Frequency::parse("frequency", &self.frequency)?;
+        let channels = AlertSettingsBody {
+            channels: self.channels,
+        }
+        .parse()?
+        .channels;
+        Ok(ScheduleInput {
+            org_id: self.org_id,
+            frequency,
+            channels,
+            enabled: self.enabled.unwrap_or(true),
+        })
+    }
+}
+
+/// Scheduled reports of the orgs in the caller's subtree.
+#[utoipa::path(get, path = "/api/v1/report-schedules", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Schedule>), (status = 403, body = ErrorBody)))]
+async fn list_schedules(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Schedule>>, ApiError> {
+    Ok(Json(reports::list(&state.db, &caller.scope).await?))
+}
+
+/// Schedule an org's evaluation report; the first goes out when the next period closes.
+#[utoipa::path(post, path = "/api/v1/report-schedules", tag = "notify", security(("bearer" = [])), request_body = ScheduleBody,
+    responses((status = 201, body = Schedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ScheduleBody>,
+) -> Result<(StatusCode, Json<Schedule>), ApiError> {
+    let s = reports::create(&state.db, &caller.scope, &body.parse()?).await?;
+    Ok((StatusCode::CREATED, Json(s)))
+}
+
+#[utoipa::path(get, path = "/api/v1/report-schedules/{id}", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
+async fn get_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Schedule>, ApiError> {
+    Ok(Json(reports::get(&state.db, &caller.scope, id).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/report-schedules/{id}", tag = "notify", security(("bearer" = [])), request_body = ScheduleBody,
+    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn put_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ScheduleBody>,
+) -> Result<Json<Schedule>, ApiError> {
+    Ok(Json(
+        reports::update(&state.db, &caller.scope, id, &body.parse()?).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/report-schedules/{id}", tag = "notify", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    reports::delete(&state.db, &caller.scope, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Grade an org's customers with a model every month (when the month closes in the org's time
+/// zone) and send downgrade and churn warnings to `channels`.
+#[utoipa::path(post, path = "/api/v1/grading-schedules", tag = "notify", security(("bearer" = [])), request_body = GradingScheduleInput,
+    responses((status = 201, body = GradingSchedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_grading_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<GradingSchedule>), ApiError> {
+    let channels = AlertSettingsBody {
+        channels: body
+            .get("channels")
+            .and_then(|c| c.as_array())
+            .cloned()
+            .unwrap_or_default(),
+    }
+    .parse()?
+    .channels;
+    let mut plain = body.clone();
+    plain["channels"] = serde_json::Value::Array(vec![]);
+    let mut input: GradingScheduleInput = serde_json::from_value(plain).map_err(|e| {
+        ApiError::invalid(
+            "body",
+            "invalid_body",
+            format!("not a grading schedule: {e}"),
+        )
+    })?;
+    input.channels = channels;
+    let s = grading_notices::create(&state.db, &caller.scope, &input).await?;
+    Ok((StatusCode::CREATED, Json(s)))
 }

@@ -5,6 +5,7 @@ mod audit;
 mod customer_edit;
 mod customers;
 mod data;
+mod deliveries;
 mod evaluation;
 mod grading;
 mod home;
@@ -72,6 +73,20 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(account::page))
         .route("/account/password", post(account::change_password))
         .route("/audit", get(audit::page))
+        .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route(
+            "/report-schedules",
+            get(deliveries::schedules).post(deliveries::create_schedule),
+        )
+        .route(
+            "/report-schedules/{id}/enabled",
+            post(deliveries::toggle_schedule),
+        )
+        .route(
+            "/report-schedules/{id}/delete",
+            post(deliveries::delete_schedule),
+        )
         .route("/data", get(data::page))
         .route("/data/cleanups", post(data::start))
         .route("/data/cleanups/{id}", get(data::run_page))
