@@ -12,7 +12,9 @@ both!(
     live_figures,
     midnight_and_comparisons,
     fair_ranking,
-    rollups_match_raw_rows
+    rollups_match_raw_rows,
+    added_figures,
+    live_prompts_and_duty
 );
 
 fn ms(rfc: &str) -> i64 {
@@ -485,4 +487,168 @@ async fn rollups_match_raw_rows(app: TestApp) {
         .map(|v| v.as_i64().unwrap())
         .sum();
     assert_eq!(got, removed);
+}
+
+/// Prompt coverage, p90 handling time, on-duty hours, efficiency and busyness from raw rows at
+/// chosen moments (Monday 4 May 2026, Asia/Shanghai), computed by hand.
+async fn added_figures(app: TestApp) {
+    let c = counter(&app, "F").await;
+    let db = &app.running.state.db;
+    let service = |id: i64, started: &str, ended: &str| {
+        let db = db.clone();
+        let c = (c.window, c.outlet, c.staff_id);
+        let (started, ended) = (ms(started), ms(ended));
+        async move {
+            sqlx::query("INSERT INTO services (id, window_id, org_id, staff_id, started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(id).bind(c.0).bind(c.1).bind(c.2).bind(started).bind(ended)
+                .execute(&db.pool).await.unwrap();
+        }
+    };
+    let duty = |started: &str, ended: &str| {
+        let db = db.clone();
+        let c = (c.window, c.staff_id);
+        let (started, ended) = (ms(started), ms(ended));
+        async move {
+            sqlx::query("INSERT INTO duties (window_id, staff_id, started_at, ended_at, end_reason) VALUES ($1, $2, $3, $4, 'signed_out')")
+                .bind(c.0).bind(c.1).bind(started).bind(ended)
+                .execute(&db.pool).await.unwrap();
+        }
+    };
+    // on duty 09:30–11:30 and 14:00–15:00 local: 3 hours
+    duty("2026-05-04T09:30:00+08:00", "2026-05-04T11:30:00+08:00").await;
+    duty("2026-05-04T14:00:00+08:00", "2026-05-04T15:00:00+08:00").await;
+    // a: 20 s, its prompt cut short by b's Start 1 s later (not offered)
+    service(
+        9101,
+        "2026-05-04T10:00:00+08:00",
+        "2026-05-04T10:00:20+08:00",
+    )
+    .await;
+    // b: 60 s, next Start 3 min 39 s later; c: 120 s; d: 600 s, no next Start
+    service(
+        9102,
+        "2026-05-04T10:00:21+08:00",
+        "2026-05-04T10:01:21+08:00",
+    )
+    .await;
+    service(
+        9103,
+        "2026-05-04T10:05:00+08:00",
+        "2026-05-04T10:07:00+08:00",
+    )
+    .await;
+    service(
+        9104,
+        "2026-05-04T10:30:00+08:00",
+        "2026-05-04T10:40:00+08:00",
+    )
+    .await;
+    // a duty still open counts nothing yet
+    sqlx::query("INSERT INTO duties (window_id, staff_id, started_at) VALUES ($1, $2, $3)")
+        .bind(c.window)
+        .bind(c.staff_id)
+        .bind(ms("2026-05-04T16:00:00+08:00"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let report = keping_store::stats::rebuild(db, false).await.unwrap();
+    assert!(report.rewritten);
+    check_rollups(&app).await;
+
+    let q = format!("org_id={}&from=2026-05-04&to=2026-05-04", c.outlet);
+    let t = stats(&app, &format!("{q}&group_by=none")).await["total"].clone();
+    assert_eq!(t["services"], 4, "{t}");
+    assert_eq!(t["prompts_offered"], 3);
+    close(&t["prompt_coverage"], 0.75);
+    // handling times 20, 60, 120, 600 s: the 4th of 4 (nearest rank of 90 %) is in the 420–600 s bucket
+    close(&t["avg_handle_seconds"], 200.0);
+    close(&t["p90_handle_seconds"], 600.0);
+    close(&t["on_duty_hours"], 3.0);
+    close(&t["services_per_hour"], 4.0 / 3.0);
+    // 800 s served in 10,800 s open
+    close(&t["busyness"], 800.0 / 10_800.0);
+
+    // by hour: the duty is cut at the hour edges
+    let body = stats(&app, &format!("{q}&group_by=hour")).await;
+    let hour = |h: i64| {
+        body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == h)
+            .cloned()
+            .unwrap_or_else(|| panic!("no hour {h}: {body}"))
+    };
+    close(&hour(9)["on_duty_hours"], 0.5);
+    assert_eq!(hour(9)["busyness"], json!(0.0));
+    assert_eq!(hour(9)["prompt_coverage"], Value::Null);
+    close(&hour(10)["on_duty_hours"], 1.0);
+    close(&hour(10)["services_per_hour"], 4.0);
+    close(&hour(10)["busyness"], 800.0 / 3600.0);
+    close(&hour(11)["on_duty_hours"], 0.5);
+    close(&hour(14)["on_duty_hours"], 1.0);
+    assert!(body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["key"] != 16));
+
+    // by staff: all of it is his
+    let body = stats(&app, &format!("{q}&group_by=staff")).await;
+    let row = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == c.staff_id)
+        .cloned()
+        .unwrap();
+    close(&row["on_duty_hours"], 3.0);
+    close(&row["prompt_coverage"], 0.75);
+    // a day without anything: nulls, not zeros divided by zero
+    let t = stats(
+        &app,
+        &format!("org_id={}&from=2026-05-05&to=2026-05-05", c.outlet),
+    )
+    .await["total"]
+        .clone();
+    assert_eq!(t["services"], 0);
+    assert_eq!(t["prompt_coverage"], Value::Null);
+    assert_eq!(t["p90_handle_seconds"], Value::Null);
+    assert_eq!(t["services_per_hour"], Value::Null);
+    assert_eq!(t["busyness"], Value::Null);
+    close(&t["on_duty_hours"], 0.0);
+}
+
+/// Through the device API: a Start right after an End takes the prompt back; signing out adds
+/// the duty; the roll-ups kept on the way equal the rebuilt ones.
+async fn live_prompts_and_duty(app: TestApp) {
+    let c = counter(&app, "L").await;
+    sign_in(&app, &c, "CL").await;
+    let s1 = start(&app, &c).await;
+    end(&app, &c, s1).await;
+    // the next customer at once: s1's prompt was cut short
+    let s2 = start(&app, &c).await;
+    end(&app, &c, s2).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/device/sign-out",
+            Some(&c.terminal),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    check_rollups(&app).await;
+    let today = shanghai_today();
+    let t = stats(
+        &app,
+        &format!("org_id={}&from={today}&to={today}", c.outlet),
+    )
+    .await["total"]
+        .clone();
+    assert_eq!(t["services"], 2, "{t}");
+    assert_eq!(t["prompts_offered"], 1);
+    close(&t["prompt_coverage"], 0.5);
+    assert!(t["on_duty_hours"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(t["busyness"].as_f64().is_some(), "{t}");
 }

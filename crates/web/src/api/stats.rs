@@ -55,6 +55,8 @@ impl EvaluationQuery {
             to: parse_date("to", &self.to)?,
             group_by: GroupBy::parse(self.group_by.as_deref().unwrap_or("none"))?,
             compare,
+            window_id: None,
+            staff_id: None,
         })
     }
 }
