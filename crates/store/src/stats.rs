@@ -830,6 +830,24 @@ pub async fn org_in_reach(
     Ok((path, name, tz))
 }
 
+/// The orgs the caller's statistics reach (for the page's org picker), parents before children:
+/// (id, name, depth below the shallowest one). At most 5,000.
+pub async fn orgs_in_reach(db: &Db, scope: &Scope) -> Result<Vec<(i64, String, usize)>> {
+    if !scope.has("stats.view") {
+        return Err(StoreError::Forbidden("stats.view"));
+    }
+    let mut sql = Sql::new("SELECT id, name, path FROM orgs WHERE ");
+    sql.reach("path", &scope.reach("stats.view"))
+        .push(" ORDER BY path LIMIT 5000");
+    let rows: Vec<(i64, String, String)> = sql.fetch_all(&db.pool).await?;
+    let depth = |p: &str| p.matches('/').count();
+    let top = rows.iter().map(|r| depth(&r.2)).min().unwrap_or(0);
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, path)| (id, name, depth(&path) - top))
+        .collect())
+}
+
 /// The statistics a request asks for, read from roll-ups, within the caller's stats.view reach.
 pub async fn evaluation(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<StatsAnswer> {
     rules::check_range(q.from, q.to)?;

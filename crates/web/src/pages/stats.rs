@@ -2,7 +2,7 @@
 //! fair staff ranking, drill-down to the individual ratings), a staff member's own page and the
 //! ratings list behind a cell. Everything is read through the store, which applies the scope.
 
-use super::{day_start, error_page, error_text, link, org_choices, render, Pager, Shell, TreeRow};
+use super::{day_start, error_page, error_text, link, render, Pager, Shell};
 use crate::auth::PageCaller;
 use crate::error::ApiError;
 use crate::i18n::Locale;
@@ -108,9 +108,9 @@ struct StatsPage {
     /// The staff member's own page.
     me: bool,
     form: StatsForm,
-    /// The org picked (0: none).
-    selected_org: i64,
-    orgs: Vec<TreeRow>,
+    /// The org picked ("": none).
+    selected_org: String,
+    orgs: Vec<Opt>,
     periods: Vec<Opt>,
     groups: Vec<Opt>,
     error: Option<String>,
@@ -272,13 +272,23 @@ async fn show(state: AppState, caller: PageCaller, mut form: StatsForm, me: bool
     let orgs = if me {
         Vec::new()
     } else {
-        match org_choices(db, &caller.scope).await {
-            Ok(o) => o,
+        match store::orgs_in_reach(db, &caller.scope).await {
+            Ok(o) => o
+                .into_iter()
+                .map(|(id, name, depth)| Opt {
+                    code: id.to_string(),
+                    label: if depth == 0 {
+                        name
+                    } else {
+                        format!("{}└ {name}", "\u{3000}".repeat(depth - 1))
+                    },
+                })
+                .collect(),
             Err(e) => return error_page(shell, e),
         }
     };
     if !me && form.org_id.is_none() {
-        form.org_id = orgs.first().map(|r| r.org.id);
+        form.org_id = orgs.first().and_then(|o| o.code.parse().ok());
     }
     if form.period.is_empty() {
         form.period = "month".into();
@@ -290,7 +300,7 @@ async fn show(state: AppState, caller: PageCaller, mut form: StatsForm, me: bool
     let mut page = StatsPage {
         shell,
         me,
-        selected_org: form.org_id.unwrap_or(0),
+        selected_org: form.org_id.map(|i| i.to_string()).unwrap_or_default(),
         form: form.clone(),
         orgs,
         periods: options(
