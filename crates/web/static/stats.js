@@ -43,10 +43,10 @@ document.addEventListener("DOMContentLoaded", () => {
     const max = Math.max(1, ...data.heat.map((p) => p[2]));
     make("chart-heat", {
       tooltip: { position: "top" },
-      grid: { left: 56, right: 16, top: 8, bottom: 64 },
+      grid: { left: 56, right: 16, top: 8, bottom: 84 },
       xAxis: { type: "category", data: Array.from({ length: 24 }, (_, h) => String(h)), splitArea: { show: true } },
       yAxis: { type: "category", data: L.weekdays, inverse: true, splitArea: { show: true } },
-      visualMap: { min: 0, max, calculable: true, orient: "horizontal", left: "center", bottom: 0, itemHeight: 120 },
+      visualMap: { min: 0, max, calculable: true, orient: "horizontal", left: "center", bottom: 0, itemHeight: 160, itemWidth: 12 },
       series: [{ name: L.services, type: "heatmap", data: data.heat, label: { show: false } }],
     });
   }

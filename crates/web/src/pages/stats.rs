@@ -64,7 +64,7 @@ pub struct Delta {
     pub text: String,
     /// text-success, text-danger or text-secondary
     pub class: &'static str,
-    /// bi-arrow-up, bi-arrow-down or bi-dash
+    /// bi-arrow-up, bi-arrow-down, bi-dash, or "" when there is nothing to compare with
     pub icon: &'static str,
 }
 
@@ -142,8 +142,8 @@ fn count_delta(now: i64, before: Option<i64>) -> Delta {
             let change = (now - b) as f64 / b as f64 * 100.0;
             arrow(b.to_string(), change, format!("{change:+.1}%"))
         }
-        Some(b) => arrow(b.to_string(), 0.0, "—".into()),
-        None => arrow("0".into(), 0.0, "—".into()),
+        Some(b) => arrow(b.to_string(), 0.0, String::new()),
+        None => arrow("0".into(), 0.0, String::new()),
     }
 }
 
@@ -154,12 +154,14 @@ fn rate_delta(now: Option<f64>, before: Option<f64>) -> Delta {
             let change = (n - b) * 100.0;
             arrow(pct(Some(b)), change, format!("{change:+.1}"))
         }
-        (_, b) => arrow(pct(b), 0.0, "—".into()),
+        (_, b) => arrow(pct(b), 0.0, String::new()),
     }
 }
 
 fn arrow(value: String, change: f64, text: String) -> Delta {
-    let (class, icon) = if text == "—" || change.abs() < 0.05 {
+    let (class, icon) = if text.is_empty() {
+        ("text-secondary", "")
+    } else if change.abs() < 0.05 {
         ("text-secondary", "bi-dash")
     } else if change > 0.0 {
         ("text-success", "bi-arrow-up")
