@@ -674,11 +674,19 @@ async fn stats_page_draws_its_charts_in_both_languages() {
     };
     for (lang, name) in [("zh", "统计"), ("en", "statistics")] {
         browser.client.goto(&url).await.unwrap();
-        for id in ["chart-trend", "chart-options", "chart-heat", "chart-outlets"] {
+        for id in [
+            "chart-trend",
+            "chart-options",
+            "chart-heat",
+            "chart-outlets",
+        ] {
             browser.wait_until(&drawn(id)).await;
         }
         let table = browser.text("#stats-table").await;
-        assert!(table.contains("SA网点") && table.contains("SB网点"), "{table}");
+        assert!(
+            table.contains("SA网点") && table.contains("SB网点"),
+            "{table}"
+        );
         let heading = browser.text("h1").await;
         assert!(heading.to_lowercase().contains(name), "{lang}: {heading}");
         browser

@@ -740,8 +740,7 @@ async fn stats_pages(app: TestApp) {
     .await;
     assert!(html.contains("王芳"));
     assert!(
-        html.contains(&format!("/stats/ratings?"))
-            && html.contains(&format!("staff_id={}", c.staff_id)),
+        html.contains("/stats/ratings?") && html.contains(&format!("staff_id={}", c.staff_id)),
         "{html}"
     );
     let ratings = format!(
