@@ -12,6 +12,13 @@
 //! is taken from today's paths, so after an outlet moves to another branch its whole history is
 //! reported under the new branch.
 //!
+//! Further figures (migration 0008): `prompted` counts ended services whose rating prompt was
+//! offered — End counts it, and a Start at the window less than 3 s later takes it back
+//! ([`rules::MIN_PROMPT_MS`]); `duty_ms` is on-duty time from ended duty sessions, cut at local hour
+//! edges (open sessions count once they end); `hb00`…`hb15` are a histogram of handling times
+//! ([`rules::HANDLE_BUCKETS`]) from which the p90 is read, rounded up to its bucket's edge.
+//! Window busyness = handling time / on-duty time at the window (its "open time").
+//!
 //! Time: services count on the day they ended, ratings on the day they were given (so a service
 //! ended at 23:59:58 and rated at 00:00:03 is a service of one day and a rating of the next),
 //! removed presses at their effective time (or receipt, when too old to have one).
