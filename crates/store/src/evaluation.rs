@@ -1147,18 +1147,23 @@ pub async fn sign_in(db: &Db, device: &Device, employee_no: &str) -> Result<Staf
         _ => return Err(StoreError::NotFound),
     };
     let now = now_millis();
-    Sql::new("UPDATE duties SET ended_at = ")
+    let mut ended: Vec<(i64,)> = Sql::new("UPDATE duties SET ended_at = ")
         .arg(now)
         .push(", end_reason = 'moved' WHERE ended_at IS NULL AND staff_id = ")
         .arg(staff.id)
-        .execute(&mut *tx)
+        .push(" RETURNING id")
+        .fetch_all(&mut *tx)
         .await?;
-    Sql::new("UPDATE duties SET ended_at = ")
-        .arg(now)
-        .push(", end_reason = 'replaced' WHERE ended_at IS NULL AND window_id = ")
-        .arg(device.window_id)
-        .execute(&mut *tx)
-        .await?;
+    ended.extend(
+        Sql::new("UPDATE duties SET ended_at = ")
+            .arg(now)
+            .push(", end_reason = 'replaced' WHERE ended_at IS NULL AND window_id = ")
+            .arg(device.window_id)
+            .push(" RETURNING id")
+            .fetch_all::<(i64,), _>(&mut *tx)
+            .await?,
+    );
+    crate::stats::duties_ended(&mut tx, db.backend, &ended).await?;
     Sql::new("INSERT INTO duties (window_id, staff_id, started_at) VALUES (")
         .arg(device.window_id)
         .push(", ")
@@ -1176,12 +1181,14 @@ pub async fn sign_in(db: &Db, device: &Device, employee_no: &str) -> Result<Staf
 pub async fn sign_out(db: &Db, device: &Device) -> Result<()> {
     let mut tx = db.begin().await?;
     let now = now_millis();
-    Sql::new("UPDATE duties SET ended_at = ")
+    let ended: Vec<(i64,)> = Sql::new("UPDATE duties SET ended_at = ")
         .arg(now)
         .push(", end_reason = 'signed_out' WHERE ended_at IS NULL AND window_id = ")
         .arg(device.window_id)
-        .execute(&mut *tx)
+        .push(" RETURNING id")
+        .fetch_all(&mut *tx)
         .await?;
+    crate::stats::duties_ended(&mut tx, db.backend, &ended).await?;
     touch(&mut tx, device, now).await?;
     tx.commit().await?;
     Ok(())
@@ -1256,6 +1263,27 @@ pub async fn start_service(db: &Db, device: &Device) -> Result<i64> {
         ));
     }
     let now = now_millis();
+    // a Start right after an End cuts that prompt short: it was not offered after all
+    type Last = (i64, i64, i64, Option<i64>, Option<i64>);
+    let last: Option<Last> = Sql::new("SELECT id, ended_at, org_id, staff_id, business_type_id FROM services WHERE ended_at IS NOT NULL AND window_id = ")
+        .arg(device.window_id)
+        .push(" ORDER BY started_at DESC, id DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some((_, ended_at, org_id, staff_id, bt)) = last {
+        if !keping_domain::stats::prompt_offered(ended_at, Some(now)) {
+            let mut rollup = crate::stats::Rollup::default();
+            rollup.prompt_cut(
+                &device.timezone,
+                ended_at,
+                org_id,
+                device.window_id,
+                staff_id,
+                bt,
+            );
+            rollup.write(&mut tx, db.backend).await?;
+        }
+    }
     let staff: Option<(i64,)> =
         Sql::new("SELECT staff_id FROM duties WHERE ended_at IS NULL AND window_id = ")
             .arg(device.window_id)
@@ -1325,6 +1353,7 @@ pub async fn end_service(db: &Db, device: &Device, service_id: i64) -> Result<()
         device.window_id,
         staff_id,
         business_type_id,
+        true,
     );
     rollup.write(&mut tx, db.backend).await?;
     touch(&mut tx, device, now).await?;
@@ -1362,6 +1391,7 @@ pub struct Rating {
 pub struct RatingFilter {
     pub org_id: Option<i64>,
     pub window_id: Option<i64>,
+    pub staff_id: Option<i64>,
     pub polarity: Option<String>,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
@@ -1416,6 +1446,9 @@ pub async fn ratings(
     }
     if let Some(w) = filter.window_id {
         sql.push(" AND r.window_id = ").arg(w);
+    }
+    if let Some(s) = filter.staff_id {
+        sql.push(" AND r.staff_id = ").arg(s);
     }
     if let Some(p) = &filter.polarity {
         sql.push(" AND r.polarity = ").arg(p);
@@ -1791,10 +1824,15 @@ pub async fn window_path(db: &Db, window_id: i64) -> Result<String> {
 /// Ends duty sessions left open longer than [`STALE_DUTY_MS`] (a clerk who went home without
 /// signing out), so the monitor and on-duty hours do not run on forever. Returns how many ended.
 pub async fn end_stale_duties(db: &Db) -> Result<u64> {
-    Sql::new("UPDATE duties SET ended_at = started_at + ")
+    let mut tx = db.begin().await?;
+    let ended: Vec<(i64,)> = Sql::new("UPDATE duties SET ended_at = started_at + ")
         .arg(STALE_DUTY_MS)
         .push(", end_reason = 'stale' WHERE ended_at IS NULL AND started_at < ")
         .arg(now_millis() - STALE_DUTY_MS)
-        .execute(&db.pool)
-        .await
+        .push(" RETURNING id")
+        .fetch_all(&mut *tx)
+        .await?;
+    crate::stats::duties_ended(&mut tx, db.backend, &ended).await?;
+    tx.commit().await?;
+    Ok(ended.len() as u64)
 }

@@ -31,6 +31,11 @@ const STEPS: &[(i64, &str, &str)] = &[
     ),
     (6, "grading", include_str!("../migrations/0006_grading.sql")),
     (7, "stats", include_str!("../migrations/0007_stats.sql")),
+    (
+        8,
+        "stats_figures",
+        include_str!("../migrations/0008_stats_figures.sql"),
+    ),
     (9, "notices", include_str!("../migrations/0009_notices.sql")),
 ];
 

@@ -267,6 +267,8 @@ async fn build(
         to: period.to,
         group_by: GroupBy::Outlet,
         compare: true,
+        window_id: None,
+        staff_id: None,
     };
     let answer = stats::evaluation(db, scope, &q).await?;
     let (_, xlsx) = stats::export_xlsx(db, scope, &q).await?;
@@ -322,7 +324,7 @@ async fn build(
         ),
         text,
         link: Some(format!(
-            "{}/stats?org_id={}&from={}&to={}&group_by=outlet",
+            "{}/stats?org_id={}&period=custom&from={}&to={}&group_by=outlet",
             base_url.trim_end_matches('/'),
             row.org_id,
             period.from,

@@ -12,6 +12,13 @@
 //! is taken from today's paths, so after an outlet moves to another branch its whole history is
 //! reported under the new branch.
 //!
+//! Further figures (migration 0008): `prompted` counts ended services whose rating prompt was
+//! offered — End counts it, and a Start at the window less than 3 s later takes it back
+//! ([`rules::MIN_PROMPT_MS`]); `duty_ms` is on-duty time from ended duty sessions, cut at local hour
+//! edges (open sessions count once they end); `hb00`…`hb15` are a histogram of handling times
+//! ([`rules::HANDLE_BUCKETS`]) from which the p90 is read, rounded up to its bucket's edge.
+//! Window busyness = handling time / on-duty time at the window (its "open time").
+//!
 //! Time: services count on the day they ended, ratings on the day they were given (so a service
 //! ended at 23:59:58 and rated at 00:00:03 is a service of one day and a rating of the next),
 //! removed presses at their effective time (or receipt, when too old to have one).
@@ -60,6 +67,28 @@ pub struct Figures {
     pub ratings: i64,
     pub rated: i64,
     pub removed: [i64; 5],
+    /// Ended services whose prompt was offered (not cut short by the next Start).
+    pub prompted: i64,
+    /// On-duty time at the window, in ms, cut at local hour edges.
+    pub duty_ms: i64,
+    /// Ended services per handling-time bucket ([`rules::HANDLE_BUCKETS`]).
+    pub hist: [i64; HIST],
+}
+
+/// Buckets of the handling-time histogram.
+pub const HIST: usize = rules::HANDLE_BUCKETS.len();
+
+/// The figure columns of `stats_rollup`, in [`Figures::values`] order.
+pub fn figure_columns() -> Vec<String> {
+    let mut c: Vec<String> = ["services", "handle_ms", "ratings", "rated"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    c.extend(RULES.iter().map(|r| format!("rm_{r}")));
+    c.push("prompted".into());
+    c.push("duty_ms".into());
+    c.extend((0..HIST).map(|i| format!("hb{i:02}")));
+    c
 }
 
 impl Figures {
@@ -71,6 +100,41 @@ impl Figures {
         for i in 0..5 {
             self.removed[i] += o.removed[i];
         }
+        self.prompted += o.prompted;
+        self.duty_ms += o.duty_ms;
+        for i in 0..HIST {
+            self.hist[i] += o.hist[i];
+        }
+    }
+
+    /// The figures in [`figure_columns`] order.
+    pub fn values(&self) -> Vec<i64> {
+        let mut v = vec![self.services, self.handle_ms, self.ratings, self.rated];
+        v.extend(self.removed);
+        v.push(self.prompted);
+        v.push(self.duty_ms);
+        v.extend(self.hist);
+        v
+    }
+
+    /// Figures from values in [`figure_columns`] order.
+    pub fn from_values(bucket: Millis, v: &[i64]) -> Figures {
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        let mut f = Figures {
+            bucket,
+            services: at(0),
+            handle_ms: at(1),
+            ratings: at(2),
+            rated: at(3),
+            removed: [at(4), at(5), at(6), at(7), at(8)],
+            prompted: at(9),
+            duty_ms: at(10),
+            hist: [0; HIST],
+        };
+        for i in 0..HIST {
+            f.hist[i] = at(11 + i);
+        }
+        f
     }
 
     fn same_counts(&self, o: &Figures) -> bool {
@@ -186,7 +250,10 @@ impl Rollup {
         window_id: i64,
         staff_id: Option<i64>,
         business_type_id: Option<i64>,
+        prompted: bool,
     ) {
+        let mut hist = [0; HIST];
+        hist[rules::handle_bucket(ended_at - started_at)] = 1;
         self.add(Fact {
             timezone,
             at: ended_at,
@@ -199,16 +266,82 @@ impl Rollup {
             figures: Figures {
                 services: 1,
                 handle_ms: (ended_at - started_at).max(0),
+                prompted: i64::from(prompted),
+                hist,
                 ..Figures::default()
             },
         });
     }
 
-    /// Adds the cells to the table (one statement per 100 cells), inside the caller's transaction.
+    /// A Start that cut short the prompt of the service ended at `ended_at`: that prompt was not
+    /// offered after all (the End counted it as offered).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prompt_cut(
+        &mut self,
+        timezone: &str,
+        ended_at: Millis,
+        org_id: i64,
+        window_id: i64,
+        staff_id: Option<i64>,
+        business_type_id: Option<i64>,
+    ) {
+        self.add(Fact {
+            timezone,
+            at: ended_at,
+            org_id,
+            window_id,
+            staff_id,
+            business_type_id,
+            key: "",
+            polarity: "",
+            figures: Figures {
+                prompted: -1,
+                ..Figures::default()
+            },
+        });
+    }
+
+    /// An ended duty session: its time at the window, cut at local hour edges, counted in the
+    /// hours it covered (business type unknown: 0).
+    pub fn duty(
+        &mut self,
+        timezone: &str,
+        started_at: Millis,
+        ended_at: Millis,
+        org_id: i64,
+        window_id: i64,
+        staff_id: i64,
+    ) {
+        for (at, len) in rules::hour_pieces(timezone, started_at, ended_at) {
+            self.add(Fact {
+                timezone,
+                at,
+                org_id,
+                window_id,
+                staff_id: Some(staff_id),
+                business_type_id: None,
+                key: "",
+                polarity: "",
+                figures: Figures {
+                    duty_ms: len,
+                    ..Figures::default()
+                },
+            });
+        }
+    }
+
+    /// Adds the cells to the table (one statement per 50 cells), inside the caller's transaction.
     pub async fn write(&self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<()> {
         let cells: Vec<_> = self.cells.iter().collect();
-        for chunk in cells.chunks(100) {
-            let mut sql = Sql::bulk(backend, "INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, services, handle_ms, ratings, rated, rm_already_rated, rm_duplicate_interval, rm_no_prompt, rm_too_old, rm_no_service) VALUES ");
+        let cols = figure_columns();
+        let head = format!("INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, {}) VALUES ", cols.join(", "));
+        let update = cols
+            .iter()
+            .map(|c| format!("{c} = stats_rollup.{c} + excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for chunk in cells.chunks(50) {
+            let mut sql = Sql::bulk(backend, &head);
             for (n, (c, f)) in chunk.iter().enumerate() {
                 sql.push(if n == 0 { "(" } else { ", (" })
                     .arg(c.grain)
@@ -229,25 +362,40 @@ impl Rollup {
                     .push(", ")
                     .arg(&c.polarity)
                     .push(", ")
-                    .arg(f.bucket)
-                    .push(", ")
-                    .arg(f.services)
-                    .push(", ")
-                    .arg(f.handle_ms)
-                    .push(", ")
-                    .arg(f.ratings)
-                    .push(", ")
-                    .arg(f.rated);
-                for r in f.removed {
-                    sql.push(", ").arg(r);
+                    .arg(f.bucket);
+                for v in f.values() {
+                    sql.push(", ").arg(v);
                 }
                 sql.push(")");
             }
-            sql.push(" ON CONFLICT (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity) DO UPDATE SET services = stats_rollup.services + excluded.services, handle_ms = stats_rollup.handle_ms + excluded.handle_ms, ratings = stats_rollup.ratings + excluded.ratings, rated = stats_rollup.rated + excluded.rated, rm_already_rated = stats_rollup.rm_already_rated + excluded.rm_already_rated, rm_duplicate_interval = stats_rollup.rm_duplicate_interval + excluded.rm_duplicate_interval, rm_no_prompt = stats_rollup.rm_no_prompt + excluded.rm_no_prompt, rm_too_old = stats_rollup.rm_too_old + excluded.rm_too_old, rm_no_service = stats_rollup.rm_no_service + excluded.rm_no_service");
+            sql.push(" ON CONFLICT (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity) DO UPDATE SET ")
+                .push(&update);
             sql.execute(&mut **tx).await?;
         }
         Ok(())
     }
+}
+
+/// Adds the duty sessions just ended (ids) to the roll-ups, inside the caller's transaction.
+pub(crate) async fn duties_ended(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    ids: &[(i64,)],
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = ids.iter().map(|(id,)| *id).collect();
+    type D = (String, i64, i64, i64, i64, i64);
+    let rows: Vec<D> = Sql::new("SELECT o.timezone, w.org_id, d.window_id, d.staff_id, d.started_at, d.ended_at FROM duties d JOIN windows w ON w.id = d.window_id JOIN orgs o ON o.id = w.org_id WHERE d.ended_at IS NOT NULL AND ")
+        .in_ids("d.id", &ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut r = Rollup::default();
+    for (tz, org, window, staff, start, end) in &rows {
+        r.duty(tz, *start, *end, *org, *window, *staff);
+    }
+    r.write(tx, backend).await
 }
 
 // ---------------------------------------------------------------- rebuild
@@ -283,15 +431,51 @@ pub async fn from_raw(db: &Db, since: Millis) -> Result<Rollup> {
     let mut r = Rollup::default();
     let mut last = 0i64;
     loop {
-        type S = (i64, i64, i64, Option<i64>, Option<i64>, i64, i64);
-        let rows: Vec<S> = Sql::new("SELECT id, org_id, window_id, staff_id, business_type_id, started_at, ended_at FROM services WHERE ended_at IS NOT NULL AND id > ")
+        type S = (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            i64,
+            Option<i64>,
+        );
+        // the next Start at the window tells whether the prompt was cut short
+        let rows: Vec<S> = Sql::new("SELECT s.id, s.org_id, s.window_id, s.staff_id, s.business_type_id, s.started_at, s.ended_at, (SELECT MIN(n.started_at) FROM services n WHERE n.window_id = s.window_id AND n.id <> s.id AND n.started_at >= s.ended_at) FROM services s WHERE s.ended_at IS NOT NULL AND s.id > ")
             .arg(last)
-            .push(" ORDER BY id LIMIT ")
+            .push(" ORDER BY s.id LIMIT ")
             .arg(PAGE)
             .fetch_all(&mut *tx)
             .await?;
-        for (_, org, window, staff, bt, start, end) in &rows {
-            r.service(zone(*org), *start, *end, *org, *window, *staff, *bt);
+        for (_, org, window, staff, bt, start, end, next) in &rows {
+            r.service(
+                zone(*org),
+                *start,
+                *end,
+                *org,
+                *window,
+                *staff,
+                *bt,
+                rules::prompt_offered(*end, *next),
+            );
+        }
+        match rows.last() {
+            Some(l) if rows.len() as i64 == PAGE => last = l.0,
+            _ => break,
+        }
+    }
+    last = 0;
+    loop {
+        type D = (i64, i64, i64, i64, i64, i64);
+        let rows: Vec<D> = Sql::new("SELECT d.id, w.org_id, d.window_id, d.staff_id, d.started_at, d.ended_at FROM duties d JOIN windows w ON w.id = d.window_id WHERE d.ended_at IS NOT NULL AND d.id > ")
+            .arg(last)
+            .push(" ORDER BY d.id LIMIT ")
+            .arg(PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
+        for (_, org, window, staff, start, end) in &rows {
+            r.duty(zone(*org), *start, *end, *org, *window, *staff);
         }
         match rows.last() {
             Some(l) if rows.len() as i64 == PAGE => last = l.0,
@@ -368,10 +552,10 @@ pub async fn stored(db: &Db, since: Millis) -> Result<Rollup> {
     .push(" ORDER BY id")
     .fetch_all(&db.pool)
     .await?;
-    type Counts = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
-    let figures: Vec<Counts> = Sql::new(
-        "SELECT services, handle_ms, ratings, rated, rm_already_rated, rm_duplicate_interval, rm_no_prompt, rm_too_old, rm_no_service FROM stats_rollup WHERE bucket >= ",
-    )
+    let figures: Vec<Nums> = Sql::new(&format!(
+        "SELECT {} FROM stats_rollup WHERE bucket >= ",
+        figure_columns().join(", ")
+    ))
     .arg(since)
     .push(" ORDER BY id")
     .fetch_all(&db.pool)
@@ -395,17 +579,46 @@ pub async fn stored(db: &Db, since: Millis) -> Result<Rollup> {
                 key: c.7,
                 polarity: c.8,
             },
-            Figures {
-                bucket: c.9,
-                services: f.0,
-                handle_ms: f.1,
-                ratings: f.2,
-                rated: f.3,
-                removed: [f.4, f.5, f.6, f.7, f.8],
-            },
+            Figures::from_values(c.9, &f.0),
         );
     }
     Ok(r)
+}
+
+/// A row of numbers (BIGINT columns), read by position.
+struct Nums(Vec<i64>);
+
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for Nums {
+    fn from_row(row: &sqlx::any::AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        (0..row.len())
+            .map(|i| row.try_get::<i64, _>(i))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Nums)
+    }
+}
+
+/// A grouped aggregate: group, key, polarity, then the figures in [`figure_columns`] order.
+struct Agg {
+    group: String,
+    key: String,
+    polarity: String,
+    figures: Figures,
+}
+
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for Agg {
+    fn from_row(row: &sqlx::any::AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let v = (3..row.len())
+            .map(|i| row.try_get::<i64, _>(i))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Agg {
+            group: row.try_get(0)?,
+            key: row.try_get(1)?,
+            polarity: row.try_get(2)?,
+            figures: Figures::from_values(0, &v),
+        })
+    }
 }
 
 /// Recomputes the roll-ups from raw rows and compares them with the table; unless `check_only`,
@@ -435,8 +648,8 @@ pub async fn rebuild(db: &Db, check_only: bool) -> Result<RebuildReport> {
                 report.examples.push(format!(
                     "{} {} hour {} outlet {} window {} staff {} type {} key '{}': raw {:?}, roll-up {:?}",
                     c.grain, c.day, c.hour, c.org_id, c.window_id, c.staff_id, c.business_type_id, c.key,
-                    (a.services, a.handle_ms, a.ratings, a.rated, a.removed),
-                    (b.services, b.handle_ms, b.ratings, b.rated, b.removed),
+                    a.values(),
+                    b.values(),
                 ));
             }
         }
@@ -465,6 +678,17 @@ pub struct StatsQuery {
     pub group_by: GroupBy,
     /// Also answer for the previous period and the same period last year.
     pub compare: bool,
+    /// Only this window (drill-down from a window to its staff).
+    pub window_id: Option<i64>,
+    /// Only this staff member.
+    pub staff_id: Option<i64>,
+}
+
+/// The narrowing a period read applies besides the org subtree.
+#[derive(Debug, Clone, Copy, Default)]
+struct Narrow {
+    window_id: Option<i64>,
+    staff_id: Option<i64>,
 }
 
 /// One row (or the total) of a statistics answer.
@@ -497,8 +721,27 @@ pub struct StatsRow {
     /// Rank by `satisfaction_lower_bound` (staff grouping only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rank: Option<i64>,
+    /// Ended services whose rating prompt was offered, i.e. not cut short by a Start within
+    /// 3 s of the End.
+    pub prompts_offered: i64,
+    /// prompts_offered / services (提示覆盖率); null when no service ended.
+    pub prompt_coverage: Option<f64>,
+    /// The 90th percentile of handling time in seconds, rounded up to the edge of its
+    /// histogram bucket (30 s wide up to 2 min, 60 s up to 5 min, then wider; 7200 = "2 h or more").
+    pub p90_handle_seconds: Option<f64>,
+    /// Time signed in at windows (上柜时间), in hours; counted once the duty session has ended.
+    pub on_duty_hours: f64,
+    /// services / on_duty_hours (效率); null without on-duty time.
+    pub services_per_hour: Option<f64>,
+    /// Serving time / open time (窗口繁忙度): the summed handling time of ended services over
+    /// the on-duty time at the windows; null without on-duty time.
+    pub busyness: Option<f64>,
     #[serde(skip)]
     handle_ms: i64,
+    #[serde(skip)]
+    duty_ms: i64,
+    #[serde(skip)]
+    hist: [i64; HIST],
 }
 
 impl StatsRow {
@@ -521,6 +764,11 @@ impl StatsRow {
                 *self.removed.entry(r.to_string()).or_default() += f.removed[i];
             }
         }
+        self.prompts_offered += f.prompted;
+        self.duty_ms += f.duty_ms;
+        for i in 0..HIST {
+            self.hist[i] += f.hist[i];
+        }
     }
 
     fn finish(&mut self) {
@@ -530,6 +778,12 @@ impl StatsRow {
         self.avg_handle_seconds =
             (self.services > 0).then(|| self.handle_ms as f64 / 1000.0 / self.services as f64);
         self.satisfaction_lower_bound = wilson_lower_bound(self.positive, self.ratings);
+        self.prompt_coverage = rate(self.prompts_offered, self.services);
+        self.p90_handle_seconds = rules::histogram_quantile(&self.hist, 0.9);
+        self.on_duty_hours = self.duty_ms as f64 / 3_600_000.0;
+        self.services_per_hour =
+            (self.duty_ms > 0).then(|| self.services as f64 / self.on_duty_hours);
+        self.busyness = (self.duty_ms > 0).then(|| self.handle_ms as f64 / self.duty_ms as f64);
     }
 }
 
@@ -583,17 +837,77 @@ pub async fn org_in_reach(
     Ok((path, name, tz))
 }
 
+/// The orgs the caller's statistics reach (for the page's org picker), parents before children:
+/// (id, name, depth below the shallowest one). At most 5,000.
+pub async fn orgs_in_reach(db: &Db, scope: &Scope) -> Result<Vec<(i64, String, usize)>> {
+    if !scope.has("stats.view") {
+        return Err(StoreError::Forbidden("stats.view"));
+    }
+    let mut sql = Sql::new("SELECT id, name, path FROM orgs WHERE ");
+    sql.reach("path", &scope.reach("stats.view"))
+        .push(" ORDER BY path LIMIT 5000");
+    let rows: Vec<(i64, String, String)> = sql.fetch_all(&db.pool).await?;
+    let depth = |p: &str| p.matches('/').count();
+    let top = rows.iter().map(|r| depth(&r.2)).min().unwrap_or(0);
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, path)| (id, name, depth(&path) - top))
+        .collect())
+}
+
 /// The statistics a request asks for, read from roll-ups, within the caller's stats.view reach.
 pub async fn evaluation(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<StatsAnswer> {
     rules::check_range(q.from, q.to)?;
     let (path, org_name, timezone) = org_in_reach(db, scope, "stats.view", q.org_id).await?;
     let reach = scope.reach("stats.view");
-    let (rows, total) = period(db, &reach, &path, q.from, q.to, q.group_by).await?;
+    let narrow = Narrow {
+        window_id: q.window_id,
+        staff_id: q.staff_id,
+    };
+    answer(db, &reach, Some(&path), narrow, q, org_name, timezone).await
+}
+
+/// A staff member's own figures (his page): every rating and service that names him, wherever he
+/// served, with stats.view at any data level. `org_id` in the answer is 0.
+pub async fn own(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<StatsAnswer> {
+    rules::check_range(q.from, q.to)?;
+    if !scope.has("stats.view") {
+        return Err(StoreError::Forbidden("stats.view"));
+    }
+    let (name, timezone): (String, String) =
+        Sql::new("SELECT u.name, o.timezone FROM users u JOIN orgs o ON o.path = ")
+            .arg(scope.org_path.as_str())
+            .push(" WHERE u.id = ")
+            .arg(scope.user_id)
+            .fetch_optional(&db.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+    let narrow = Narrow {
+        window_id: None,
+        staff_id: Some(scope.user_id),
+    };
+    let q = StatsQuery {
+        org_id: 0,
+        ..q.clone()
+    };
+    answer(db, &Reach::Everything, None, narrow, &q, name, timezone).await
+}
+
+async fn answer(
+    db: &Db,
+    reach: &Reach,
+    path: Option<&OrgPath>,
+    narrow: Narrow,
+    q: &StatsQuery,
+    org_name: String,
+    timezone: String,
+) -> Result<StatsAnswer> {
+    let (rows, total) = period(db, reach, path, narrow, q.from, q.to, q.group_by).await?;
     let compare = if q.compare {
         let (pf, pt) = rules::previous_period(q.from, q.to);
         let (lf, lt) = rules::last_year(q.from, q.to);
-        let (prows, ptotal) = period(db, &reach, &path, pf, pt, q.group_by).await?;
-        let (lrows, ltotal) = period(db, &reach, &path, lf, lt, q.group_by).await?;
+        let (prows, ptotal) = period(db, reach, path, narrow, pf, pt, q.group_by).await?;
+        let (lrows, ltotal) = period(db, reach, path, narrow, lf, lt, q.group_by).await?;
         Some(StatsCompare {
             previous: StatsPeriod {
                 from: pf.to_string(),
@@ -631,25 +945,11 @@ fn month_end(first: chrono::NaiveDate) -> chrono::NaiveDate {
         - chrono::Duration::days(1)
 }
 
-type Agg = (
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-);
-
 async fn period(
     db: &Db,
     reach: &Reach,
-    path: &OrgPath,
+    path: Option<&OrgPath>,
+    narrow: Narrow,
     from: chrono::NaiveDate,
     to: chrono::NaiveDate,
     group_by: GroupBy,
@@ -666,7 +966,12 @@ async fn period(
         GroupBy::WeekdayHour => "x.day || ' ' || CAST(x.hour AS TEXT)",
         GroupBy::None => "''",
     };
-    let mut sql = Sql::new(&format!("SELECT {g}, x.key, x.polarity, CAST(SUM(x.services) AS BIGINT), CAST(SUM(x.handle_ms) AS BIGINT), CAST(SUM(x.ratings) AS BIGINT), CAST(SUM(x.rated) AS BIGINT), CAST(SUM(x.rm_already_rated) AS BIGINT), CAST(SUM(x.rm_duplicate_interval) AS BIGINT), CAST(SUM(x.rm_no_prompt) AS BIGINT), CAST(SUM(x.rm_too_old) AS BIGINT), CAST(SUM(x.rm_no_service) AS BIGINT) FROM stats_rollup x JOIN orgs o ON o.id = x.org_id WHERE "));
+    let sums = figure_columns()
+        .iter()
+        .map(|c| format!("CAST(SUM(x.{c}) AS BIGINT)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = Sql::new(&format!("SELECT {g}, x.key, x.polarity, {sums} FROM stats_rollup x JOIN orgs o ON o.id = x.org_id WHERE "));
     let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
     if group_by.needs_hours() {
         sql.push("x.grain = 'h' AND x.day >= ")
@@ -712,14 +1017,23 @@ async fn period(
                 .arg(day(to));
         }
     }
-    let (lo, hi) = path.subtree_range();
-    sql.push(" AND (o.path = ")
-        .arg(path.as_str())
-        .push(" OR (o.path >= ")
-        .arg(lo)
-        .push(" AND o.path < ")
-        .arg(hi)
-        .push(")) AND ")
+    if let Some(path) = path {
+        let (lo, hi) = path.subtree_range();
+        sql.push(" AND (o.path = ")
+            .arg(path.as_str())
+            .push(" OR (o.path >= ")
+            .arg(lo)
+            .push(" AND o.path < ")
+            .arg(hi)
+            .push("))");
+    }
+    if let Some(w) = narrow.window_id {
+        sql.push(" AND x.window_id = ").arg(w);
+    }
+    if let Some(s) = narrow.staff_id {
+        sql.push(" AND x.staff_id = ").arg(s);
+    }
+    sql.push(" AND ")
         .reach("o.path", reach)
         .push(&if group_by == GroupBy::None {
             // PostgreSQL refuses a constant in GROUP BY
@@ -731,10 +1045,10 @@ async fn period(
 
     // org grouping: each outlet to the requested org's child above it
     let mut child_of: HashMap<i64, i64> = HashMap::new();
-    if group_by == GroupBy::Org {
+    if let (GroupBy::Org, Some(path)) = (group_by, path) {
         let ids: Vec<i64> = agg
             .iter()
-            .filter_map(|a| a.0.parse().ok())
+            .filter_map(|a| a.group.parse().ok())
             .collect::<HashSet<i64>>()
             .into_iter()
             .collect();
@@ -769,16 +1083,9 @@ async fn period(
         ..StatsRow::default()
     };
     for a in &agg {
-        let f = Figures {
-            bucket: 0,
-            services: a.3,
-            handle_ms: a.4,
-            ratings: a.5,
-            rated: a.6,
-            removed: [a.7, a.8, a.9, a.10, a.11],
-        };
-        total.add(&a.1, &a.2, &f);
-        let (sort, key) = group_key(group_by, &a.0, &child_of);
+        let f = a.figures;
+        total.add(&a.key, &a.polarity, &f);
+        let (sort, key) = group_key(group_by, &a.group, &child_of);
         if group_by == GroupBy::None {
             continue;
         }
@@ -786,7 +1093,7 @@ async fn period(
             key,
             ..StatsRow::default()
         });
-        row.add(&a.1, &a.2, &f);
+        row.add(&a.key, &a.polarity, &f);
     }
     total.finish();
     let mut rows: Vec<StatsRow> = groups.into_values().collect();
@@ -961,6 +1268,11 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(Stat
         "参评率 rating_rate",
         "平均办理秒 avg_handle_seconds",
         "公平排名值 lower_bound",
+        "提示覆盖率 prompt_coverage",
+        "90%办理秒 p90_handle_seconds",
+        "上柜小时 on_duty_hours",
+        "每小时服务 services_per_hour",
+        "窗口繁忙度 busyness",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -1027,10 +1339,27 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(Stat
         if let Some(v) = row.satisfaction_lower_bound {
             sheet.write_number(r, 11, v).map_err(xlsx)?;
         }
+        if let Some(v) = row.prompt_coverage {
+            sheet
+                .write_number_with_format(r, 12, v, &pct)
+                .map_err(xlsx)?;
+        }
+        if let Some(v) = row.p90_handle_seconds {
+            sheet.write_number(r, 13, v).map_err(xlsx)?;
+        }
+        sheet.write_number(r, 14, row.on_duty_hours).map_err(xlsx)?;
+        if let Some(v) = row.services_per_hour {
+            sheet.write_number(r, 15, v).map_err(xlsx)?;
+        }
+        if let Some(v) = row.busyness {
+            sheet
+                .write_number_with_format(r, 16, v, &pct)
+                .map_err(xlsx)?;
+        }
         for (c, k) in keys.iter().enumerate() {
             let v = row.counts.get(k).copied().unwrap_or(0);
             sheet
-                .write_number(r, 12 + c as u16, v as f64)
+                .write_number(r, 17 + c as u16, v as f64)
                 .map_err(xlsx)?;
         }
     }

@@ -604,3 +604,116 @@ async fn live_monitor_changes_without_reloading() {
     browser.shot("monitor.en.phone.png").await;
     browser.client.clone().close().await.unwrap();
 }
+
+/// The statistics page with its charts, in Chinese and in English: every chart's canvas is there
+/// and has something drawn on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_page_draws_its_charts_in_both_languages() {
+    if !enabled() {
+        eprintln!("skipped: set KEPING_TEST_BROWSER=1 with chromium and chromedriver installed");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let a = crate::api_evaluation::counter(&app, "SA").await;
+    let b = crate::api_evaluation::counter(&app, "SB").await;
+    let db = &app.running.state.db;
+    // 6 April – 20 May 2026, Shanghai: services every working hour at two outlets, most rated
+    let keys = [
+        ("very_satisfied", "非常满意", "positive"),
+        ("satisfied", "满意", "positive"),
+        ("neutral", "一般", "neutral"),
+        ("dissatisfied", "不满意", "negative"),
+    ];
+    let base = chrono::DateTime::parse_from_rfc3339("2026-05-01T00:00:00+08:00")
+        .unwrap()
+        .timestamp_millis();
+    let mut id = 10_000i64;
+    for day in -25..20i64 {
+        for hour in 9..18i64 {
+            for (n, c) in [&a, &b].iter().enumerate() {
+                let count = 1 + (day + 30 + hour + n as i64 * 2) % 3;
+                for k in 0..count {
+                    id += 1;
+                    let start = base + day * 86_400_000 + hour * 3_600_000 + k * 600_000;
+                    let end = start + 60_000 + (id % 7) * 30_000;
+                    sqlx::query("INSERT INTO services (id, window_id, org_id, staff_id, started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(id).bind(c.window).bind(c.outlet).bind(c.staff_id).bind(start).bind(end)
+                        .execute(&db.pool).await.unwrap();
+                    if id % 5 != 0 {
+                        let (key, label, polarity) = keys[(id % 4) as usize];
+                        sqlx::query("INSERT INTO ratings (press_id, service_id, window_id, org_id, staff_id, key, label, polarity, rated_at) VALUES (0, $1, $2, $3, $4, $5, $6, $7, $8)")
+                            .bind(id).bind(c.window).bind(c.outlet).bind(c.staff_id).bind(key).bind(label).bind(polarity).bind(end + 2_000)
+                            .execute(&db.pool).await.unwrap();
+                    }
+                }
+            }
+            sqlx::query("INSERT INTO duties (window_id, staff_id, started_at, ended_at, end_reason) VALUES ($1, $2, $3, $4, 'signed_out')")
+                .bind(a.window).bind(a.staff_id)
+                .bind(base + day * 86_400_000 + hour * 3_600_000)
+                .bind(base + day * 86_400_000 + (hour + 1) * 3_600_000)
+                .execute(&db.pool).await.unwrap();
+        }
+    }
+    keping_store::stats::rebuild(db, false).await.unwrap();
+    let root = app.root_id().await;
+
+    let browser = Browser::start(1366, 900).await;
+    browser
+        .login(&app, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let url = format!(
+        "{}/stats?org_id={root}&period=custom&from=2026-05-01&to=2026-05-31&group_by=outlet",
+        app.url
+    );
+    let drawn = |id: &str| {
+        format!(
+            "(() => {{ const c = document.querySelector('#{id} canvas'); if (!c || !c.width) return false; \
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+             for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true; return false; }})()"
+        )
+    };
+    for (lang, name) in [("zh", "统计"), ("en", "statistics")] {
+        browser.client.goto(&url).await.unwrap();
+        for id in [
+            "chart-trend",
+            "chart-options",
+            "chart-heat",
+            "chart-outlets",
+        ] {
+            browser.wait_until(&drawn(id)).await;
+        }
+        let table = browser.text("#stats-table").await;
+        assert!(
+            table.contains("SA网点") && table.contains("SB网点"),
+            "{table}"
+        );
+        let heading = browser.text("h1").await;
+        assert!(heading.to_lowercase().contains(name), "{lang}: {heading}");
+        browser
+            .client
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
+        browser.shot(&format!("stats.{lang}.png")).await;
+        browser
+            .client
+            .execute(
+                "document.getElementById('chart-heat').scrollIntoView({block: 'start', behavior: 'instant'});",
+                vec![],
+            )
+            .await
+            .unwrap();
+        browser.shot(&format!("stats.{lang}.charts.png")).await;
+        if lang == "zh" {
+            browser.click("#switch-lang").await;
+            browser
+                .client
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::XPath("//a[contains(., 'Evaluation statistics')]"))
+                .await
+                .unwrap();
+        }
+    }
+    browser.client.clone().close().await.unwrap();
+}

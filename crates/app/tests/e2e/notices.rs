@@ -269,7 +269,7 @@ async fn scheduled_report_goes_out_once_per_period(mut app: TestApp) {
     assert_eq!(
         body["link"],
         format!(
-            "https://kp.example.cn/stats?org_id={root}&from={today}&to={today}&group_by=outlet"
+            "https://kp.example.cn/stats?org_id={root}&period=custom&from={today}&to={today}&group_by=outlet"
         )
     );
     assert_eq!(

@@ -12,7 +12,10 @@ both!(
     live_figures,
     midnight_and_comparisons,
     fair_ranking,
-    rollups_match_raw_rows
+    rollups_match_raw_rows,
+    added_figures,
+    live_prompts_and_duty,
+    stats_pages
 );
 
 fn ms(rfc: &str) -> i64 {
@@ -485,4 +488,380 @@ async fn rollups_match_raw_rows(app: TestApp) {
         .map(|v| v.as_i64().unwrap())
         .sum();
     assert_eq!(got, removed);
+}
+
+/// Prompt coverage, p90 handling time, on-duty hours, efficiency and busyness from raw rows at
+/// chosen moments (Monday 4 May 2026, Asia/Shanghai), computed by hand.
+async fn added_figures(app: TestApp) {
+    let c = counter(&app, "F").await;
+    let db = &app.running.state.db;
+    let service = |id: i64, started: &str, ended: &str| {
+        let db = db.clone();
+        let c = (c.window, c.outlet, c.staff_id);
+        let (started, ended) = (ms(started), ms(ended));
+        async move {
+            sqlx::query("INSERT INTO services (id, window_id, org_id, staff_id, started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(id).bind(c.0).bind(c.1).bind(c.2).bind(started).bind(ended)
+                .execute(&db.pool).await.unwrap();
+        }
+    };
+    let duty = |started: &str, ended: &str| {
+        let db = db.clone();
+        let c = (c.window, c.staff_id);
+        let (started, ended) = (ms(started), ms(ended));
+        async move {
+            sqlx::query("INSERT INTO duties (window_id, staff_id, started_at, ended_at, end_reason) VALUES ($1, $2, $3, $4, 'signed_out')")
+                .bind(c.0).bind(c.1).bind(started).bind(ended)
+                .execute(&db.pool).await.unwrap();
+        }
+    };
+    // on duty 09:30–11:30 and 14:00–15:00 local: 3 hours
+    duty("2026-05-04T09:30:00+08:00", "2026-05-04T11:30:00+08:00").await;
+    duty("2026-05-04T14:00:00+08:00", "2026-05-04T15:00:00+08:00").await;
+    // a: 20 s, its prompt cut short by b's Start 1 s later (not offered)
+    service(
+        9101,
+        "2026-05-04T10:00:00+08:00",
+        "2026-05-04T10:00:20+08:00",
+    )
+    .await;
+    // b: 60 s, next Start 3 min 39 s later; c: 120 s; d: 600 s, no next Start
+    service(
+        9102,
+        "2026-05-04T10:00:21+08:00",
+        "2026-05-04T10:01:21+08:00",
+    )
+    .await;
+    service(
+        9103,
+        "2026-05-04T10:05:00+08:00",
+        "2026-05-04T10:07:00+08:00",
+    )
+    .await;
+    service(
+        9104,
+        "2026-05-04T10:30:00+08:00",
+        "2026-05-04T10:40:00+08:00",
+    )
+    .await;
+    // a duty still open counts nothing yet
+    sqlx::query("INSERT INTO duties (window_id, staff_id, started_at) VALUES ($1, $2, $3)")
+        .bind(c.window)
+        .bind(c.staff_id)
+        .bind(ms("2026-05-04T16:00:00+08:00"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let report = keping_store::stats::rebuild(db, false).await.unwrap();
+    assert!(report.rewritten);
+    check_rollups(&app).await;
+
+    let q = format!("org_id={}&from=2026-05-04&to=2026-05-04", c.outlet);
+    let t = stats(&app, &format!("{q}&group_by=none")).await["total"].clone();
+    assert_eq!(t["services"], 4, "{t}");
+    assert_eq!(t["prompts_offered"], 3);
+    close(&t["prompt_coverage"], 0.75);
+    // handling times 20, 60, 120, 600 s: the 4th of 4 (nearest rank of 90 %) is in the 420–600 s bucket
+    close(&t["avg_handle_seconds"], 200.0);
+    close(&t["p90_handle_seconds"], 600.0);
+    close(&t["on_duty_hours"], 3.0);
+    close(&t["services_per_hour"], 4.0 / 3.0);
+    // 800 s served in 10,800 s open
+    close(&t["busyness"], 800.0 / 10_800.0);
+
+    // by hour: the duty is cut at the hour edges
+    let body = stats(&app, &format!("{q}&group_by=hour")).await;
+    let hour = |h: i64| {
+        body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == h)
+            .cloned()
+            .unwrap_or_else(|| panic!("no hour {h}: {body}"))
+    };
+    close(&hour(9)["on_duty_hours"], 0.5);
+    assert_eq!(hour(9)["busyness"], json!(0.0));
+    assert_eq!(hour(9)["prompt_coverage"], Value::Null);
+    close(&hour(10)["on_duty_hours"], 1.0);
+    close(&hour(10)["services_per_hour"], 4.0);
+    close(&hour(10)["busyness"], 800.0 / 3600.0);
+    close(&hour(11)["on_duty_hours"], 0.5);
+    close(&hour(14)["on_duty_hours"], 1.0);
+    assert!(body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["key"] != 16));
+
+    // by staff: all of it is his
+    let body = stats(&app, &format!("{q}&group_by=staff")).await;
+    let row = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == c.staff_id)
+        .cloned()
+        .unwrap();
+    close(&row["on_duty_hours"], 3.0);
+    close(&row["prompt_coverage"], 0.75);
+    // a day without anything: nulls, not zeros divided by zero
+    let t = stats(
+        &app,
+        &format!("org_id={}&from=2026-05-05&to=2026-05-05", c.outlet),
+    )
+    .await["total"]
+        .clone();
+    assert_eq!(t["services"], 0);
+    assert_eq!(t["prompt_coverage"], Value::Null);
+    assert_eq!(t["p90_handle_seconds"], Value::Null);
+    assert_eq!(t["services_per_hour"], Value::Null);
+    assert_eq!(t["busyness"], Value::Null);
+    close(&t["on_duty_hours"], 0.0);
+}
+
+/// Through the device API: a Start right after an End takes the prompt back; signing out adds
+/// the duty; the roll-ups kept on the way equal the rebuilt ones.
+async fn live_prompts_and_duty(app: TestApp) {
+    let c = counter(&app, "L").await;
+    sign_in(&app, &c, "CL").await;
+    let s1 = start(&app, &c).await;
+    end(&app, &c, s1).await;
+    // the next customer at once: s1's prompt was cut short
+    let s2 = start(&app, &c).await;
+    end(&app, &c, s2).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/device/sign-out",
+            Some(&c.terminal),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    check_rollups(&app).await;
+    let today = shanghai_today();
+    let t = stats(
+        &app,
+        &format!("org_id={}&from={today}&to={today}", c.outlet),
+    )
+    .await["total"]
+        .clone();
+    assert_eq!(t["services"], 2, "{t}");
+    assert_eq!(t["prompts_offered"], 1);
+    close(&t["prompt_coverage"], 0.5);
+    assert!(t["on_duty_hours"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(t["busyness"].as_f64().is_some(), "{t}");
+}
+
+async fn page(client: &reqwest::Client, app: &TestApp, path: &str) -> (StatusCode, String) {
+    let resp = client
+        .get(format!("{}{path}", app.url))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+/// The statistics pages: the table with drill-down links, the ranking explained, the export,
+/// the ratings behind a cell (scope, negative details by permission), a clerk's own page.
+async fn stats_pages(app: TestApp) {
+    let root = app.root_id().await;
+    let c = counter(&app, "P").await;
+    let db = &app.running.state.db;
+    // 2 May 2026 (Shanghai): two services at window W1 by 王芳, one rated dissatisfied with a
+    // reason and a phone number, one very satisfied
+    for (id, start, end) in [
+        (
+            9201,
+            "2026-05-02T10:00:00+08:00",
+            "2026-05-02T10:01:00+08:00",
+        ),
+        (
+            9202,
+            "2026-05-02T11:00:00+08:00",
+            "2026-05-02T11:03:00+08:00",
+        ),
+    ] {
+        sqlx::query("INSERT INTO services (id, window_id, org_id, staff_id, started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id as i64).bind(c.window).bind(c.outlet).bind(c.staff_id).bind(ms(start)).bind(ms(end))
+            .execute(&db.pool).await.unwrap();
+    }
+    sqlx::query("INSERT INTO ratings (press_id, service_id, window_id, org_id, staff_id, key, label, polarity, negative_reason, phone, rated_at) VALUES (0, 9201, $1, $2, $3, 'dissatisfied', '不满意', 'negative', '服务效率', '13812345678', $4)")
+        .bind(c.window).bind(c.outlet).bind(c.staff_id).bind(ms("2026-05-02T10:01:05+08:00"))
+        .execute(&db.pool).await.unwrap();
+    sqlx::query("INSERT INTO ratings (press_id, service_id, window_id, org_id, staff_id, key, label, polarity, rated_at) VALUES (0, 9202, $1, $2, $3, 'very_satisfied', '非常满意', 'positive', $4)")
+        .bind(c.window).bind(c.outlet).bind(c.staff_id).bind(ms("2026-05-02T11:03:05+08:00"))
+        .execute(&db.pool).await.unwrap();
+    keping_store::stats::rebuild(db, false).await.unwrap();
+
+    let admin = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let range = "period=custom&from=2026-05-01&to=2026-05-31";
+    let (status, html) = page(&admin, &app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("href=\"/stats\""), "nav entry");
+    let (status, html) = page(
+        &admin,
+        &app,
+        &format!("/stats?org_id={root}&{range}&group_by=outlet"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("P网点"));
+    // the outlet row drills down to its windows
+    assert!(
+        html.contains(&format!("org_id={}", c.outlet)) && html.contains("group_by=window"),
+        "{html}"
+    );
+    assert!(html.contains("Wilson"), "the ranking's method in words");
+    assert!(html.contains("id=\"stats-export\""));
+    assert!(html.contains("id=\"chart-heat\""));
+    // satisfaction 1 of 2 = 50.0%, rating rate 2 of 2 = 100.0%
+    assert!(html.contains("50.0%") && html.contains("100.0%"), "{html}");
+    // outlet → windows → staff → ratings
+    let (_, html) = page(
+        &admin,
+        &app,
+        &format!("/stats?org_id={}&{range}&group_by=window", c.outlet),
+    )
+    .await;
+    assert!(html.contains(&format!("window_id={}", c.window)), "{html}");
+    let (_, html) = page(
+        &admin,
+        &app,
+        &format!(
+            "/stats?org_id={}&{range}&group_by=staff&window_id={}",
+            c.outlet, c.window
+        ),
+    )
+    .await;
+    assert!(html.contains("王芳"));
+    assert!(
+        html.contains("/stats/ratings?") && html.contains(&format!("staff_id={}", c.staff_id)),
+        "{html}"
+    );
+    let ratings = format!(
+        "/stats/ratings?org_id={}&window_id={}&staff_id={}&from=2026-05-01&to=2026-05-31",
+        c.outlet, c.window, c.staff_id
+    );
+    let (status, html) = page(&admin, &app, &ratings).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("服务效率") && html.contains("非常满意"),
+        "{html}"
+    );
+    let (_, html) = page(&admin, &app, &format!("{ratings}&polarity=positive")).await;
+    assert!(html.contains("非常满意") && !html.contains("服务效率"));
+    let (status, _) = page(&admin, &app, &format!("{ratings}&polarity=planet")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // bad filters: the message on the page; an unknown org: 404
+    let (status, html) = page(
+        &admin,
+        &app,
+        &format!("/stats?org_id={root}&period=custom&from=2026-05-31&to=2026-05-01"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"stats-error\""), "{html}");
+    let (status, html) = page(
+        &admin,
+        &app,
+        &format!("/stats?org_id={root}&period=custom&from=May&to=2026-05-01"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"stats-error\""), "{html}");
+    let (status, _) = page(&admin, &app, "/stats?org_id=999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // an empty period says so
+    let (_, html) = page(
+        &admin,
+        &app,
+        &format!("/stats?org_id={root}&period=custom&from=2020-01-01&to=2020-01-31"),
+    )
+    .await;
+    assert!(html.contains("id=\"stats-empty\""));
+
+    // the export from the page
+    let resp = admin
+        .get(format!(
+            "{}/stats/export?org_id={root}&{range}&group_by=outlet",
+            app.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    use calamine::{Data, Reader};
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+    let sheet = book.worksheet_range("统计").unwrap();
+    let cell = |r: u32, c: u32| sheet.get_value((r, c)).cloned().unwrap_or(Data::Empty);
+    assert_eq!(cell(6, 1), Data::String("P网点".into()));
+    assert_eq!(cell(6, 2), Data::Float(2.0));
+    assert_eq!(
+        cell(5, 12),
+        Data::String("提示覆盖率 prompt_coverage".into())
+    );
+
+    // another branch's manager: his own outlet only; P's ratings answer 404; no negative details
+    let b = app.org("B网点", "B", root).await;
+    let role = app
+        .role("网点经理", &["stats.view"], "org_and_children")
+        .await;
+    app.person("managerb", b, role).await;
+    let manager = app.page_client(&app.url, "managerb", "person-pass-1").await;
+    let (status, html) = page(&manager, &app, "/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("B网点") && !html.contains("P网点"));
+    assert!(!html.contains("id=\"stats-export\""), "no stats.export");
+    let (status, _) = page(&manager, &app, &format!("/stats?org_id={}", c.outlet)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = page(&manager, &app, &ratings).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = page(&manager, &app, &format!("/stats/export?org_id={b}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // a head-office viewer without negative.view sees the ratings, not the reason or phone
+    let viewer_role = app.role("统计查看", &["stats.view"], "all").await;
+    app.person("viewer", root, viewer_role).await;
+    let viewer = app.page_client(&app.url, "viewer", "person-pass-1").await;
+    let (status, html) = page(&viewer, &app, &ratings).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("不满意") && !html.contains("服务效率") && !html.contains("1381"));
+
+    // a clerk's own page: only his figures
+    let clerk_role = app.role("柜员(统计)", &["stats.view"], "self").await;
+    let (me, _) = app.person("clerkme", c.outlet, clerk_role).await;
+    sqlx::query("INSERT INTO services (id, window_id, org_id, staff_id, started_at, ended_at) VALUES (9203, $1, $2, $3, $4, $5)")
+        .bind(c.window).bind(c.outlet).bind(me).bind(ms("2026-05-03T10:00:00+08:00")).bind(ms("2026-05-03T10:02:00+08:00"))
+        .execute(&db.pool).await.unwrap();
+    keping_store::stats::rebuild(db, false).await.unwrap();
+    let clerk = app.page_client(&app.url, "clerkme", "person-pass-1").await;
+    let (status, html) = page(&clerk, &app, &format!("/stats/me?{range}&group_by=day")).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("2026-05-03") && !html.contains("2026-05-02"),
+        "{html}"
+    );
+    assert!(!html.contains("王芳"));
+    let (status, html) = page(
+        &clerk,
+        &app,
+        "/stats/me/ratings?from=2026-05-01&to=2026-05-31",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"ratings-empty\""), "not 王芳's ratings");
+    // without stats.view: no menu entry, and the page is refused
+    let none_role = app.role("无统计", &["org.view"], "self").await;
+    app.person("nostats", c.outlet, none_role).await;
+    let nostats = app.page_client(&app.url, "nostats", "person-pass-1").await;
+    let (_, html) = page(&nostats, &app, "/").await;
+    assert!(!html.contains("href=\"/stats\""));
+    let (status, _) = page(&nostats, &app, "/stats/me").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -60,6 +60,7 @@ async fn list_ratings(
     let filter = RatingFilter {
         org_id: q.org_id,
         window_id: q.window_id,
+        staff_id: None,
         polarity: q.polarity,
         from_ms: crate::api::audit::parse_time("from", q.from.as_deref())?,
         to_ms: crate::api::audit::parse_time("to", q.to.as_deref())?,

@@ -55,6 +55,8 @@ impl EvaluationQuery {
             to: parse_date("to", &self.to)?,
             group_by: GroupBy::parse(self.group_by.as_deref().unwrap_or("none"))?,
             compare,
+            window_id: None,
+            staff_id: None,
         })
     }
 }
@@ -64,7 +66,11 @@ impl EvaluationQuery {
 /// services; `satisfaction_rate` = positive / counted ratings; bare presses count in `counts`,
 /// `positive`… but not in `services` or `rated`. Grouped by staff, rows are ranked by the lower
 /// bound of the 95% Wilson interval on the satisfaction rate (`satisfaction_lower_bound`, `rank`),
-/// so 3 ratings do not outrank 3,000. Reports follow the current org tree.
+/// so 3 ratings do not outrank 3,000. Reports follow the current org tree. Beside the fixed fields:
+/// `prompts_offered` / `prompt_coverage` (a prompt cut short by a Start within 3 s of its End was
+/// not offered), `p90_handle_seconds` (from a histogram, rounded up to the bucket edge),
+/// `on_duty_hours` (ended duty sessions), `services_per_hour` and `busyness` (handling time /
+/// on-duty time).
 #[utoipa::path(get, path = "/api/v1/stats/evaluation", tag = "stats", security(("bearer" = [])), params(EvaluationQuery),
     responses((status = 200, body = StatsAnswer), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn evaluation(

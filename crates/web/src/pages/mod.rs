@@ -16,6 +16,7 @@ mod orgs;
 mod qr;
 mod roles;
 mod staff;
+mod stats;
 mod tokens;
 
 pub use qr::QrLimits;
@@ -92,6 +93,11 @@ pub fn router() -> Router<AppState> {
         .route("/data/cleanups/{id}", get(data::run_page))
         .route("/data/retention", post(data::save_retention))
         .route("/data/backup", get(data::backup))
+        .route("/stats", get(stats::page))
+        .route("/stats/export", get(stats::export))
+        .route("/stats/ratings", get(stats::ratings))
+        .route("/stats/me", get(stats::me))
+        .route("/stats/me/ratings", get(stats::my_ratings))
         .route("/monitor", get(monitor::page))
         .route("/monitor/events", get(monitor::events))
         .route("/kiosk", get(kiosk::page))
