@@ -782,10 +782,27 @@ struct Member {
     inputs: Inputs,
 }
 
+/// Where a run's time went (for `keping bench grading`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunTimings {
+    /// Reading the population with its inputs and events.
+    pub read: std::time::Duration,
+    /// Scoring and classifying in memory.
+    pub score: std::time::Duration,
+    /// Writing the run and its results with their breakdowns, up to the commit.
+    pub store: std::time::Duration,
+}
+
 /// Scores every customer in the caller's scope (within `org_id`'s subtree when given) and stores
 /// the results with their breakdowns in one transaction: a run that fails leaves nothing behind.
 pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
+    Ok(run_timed(db, scope, req).await?.0)
+}
+
+/// [`run`], with where its time went.
+pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, RunTimings)> {
     require(scope, "grading.manage")?;
+    let mut timings = RunTimings::default();
     let started = std::time::Instant::now();
     let period = Period::parse("period", &req.period)?.to_string();
     let model = model_version(&mut *db.pool.acquire().await?, scope, req.model_id, None)
@@ -815,7 +832,10 @@ pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
         None => (None, widest_root(scope)),
     };
 
+    let phase = std::time::Instant::now();
     let members = population(db, scope, req.org_id, &period, &definition).await?;
+    timings.read = phase.elapsed();
+    let phase = std::time::Instant::now();
     let scored_count = members.len() as i64;
     let def = definition.clone();
     let (members, scored, classes) = tokio::task::spawn_blocking(move || {
@@ -830,7 +850,9 @@ pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
     for s in &scored {
         *distribution.entry(s.grade.clone()).or_default() += 1;
     }
+    timings.score = phase.elapsed();
 
+    let phase = std::time::Instant::now();
     let mut tx = db.begin().await?;
     let previous: Option<(i64,)> = Sql::new("SELECT id FROM scoring_runs WHERE model_id = ")
         .arg(req.model_id)
@@ -890,7 +912,8 @@ pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
     )
     .await?;
     tx.commit().await?;
-    get_run(db, scope, run_id).await
+    timings.store = phase.elapsed();
+    Ok((get_run(db, scope, run_id).await?, timings))
 }
 
 /// The root of the caller's widest grading reach, as the path a run without an org covers.
