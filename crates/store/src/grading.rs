@@ -193,6 +193,21 @@ pub async fn list_models(db: &Db, scope: &Scope) -> Result<Vec<ModelSummary>> {
         .collect())
 }
 
+/// Every grade the caller's models give (current versions), for a filter by grade.
+pub async fn grade_labels(db: &Db, scope: &Scope) -> Result<Vec<String>> {
+    require(scope, "grading.view")?;
+    let mut sql = Sql::new(&format!(
+        "{MODEL_SELECT} AND v.version = m.current_version WHERE "
+    ));
+    model_visible(&mut sql, scope);
+    let rows: Vec<ModelRow> = sql.fetch_all(&db.pool).await?;
+    let labels: std::collections::BTreeSet<String> = rows
+        .into_iter()
+        .flat_map(|r| parse_definition(&r.7).grades.into_iter().map(|g| g.grade))
+        .collect();
+    Ok(labels.into_iter().collect())
+}
+
 /// A model at one version (default the current one); 404 when the caller cannot see it.
 pub async fn get_model(
     db: &Db,

@@ -15,6 +15,7 @@ both!(
     import_and_export,
     grading_pages,
     classifications_and_star_overrides,
+    grades_on_the_customer_list,
 );
 
 async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
@@ -1124,4 +1125,100 @@ async fn classifications_and_star_overrides(app: TestApp) {
         .unwrap();
     assert!(page.contains("正常客户"), "{page}");
     assert!(page.contains("星级: 2"), "{page}");
+}
+
+/// The latest grade (from the latest run that scored the customer) on the customer list, and the
+/// list filtered by it, within scope and only with grading.view.
+async fn grades_on_the_customer_list(app: TestApp) {
+    let admin = &app.admin_token;
+    let root = app.root_id().await;
+    let north = app.org("北区", "N", root).await;
+    let south = app.org("南区", "S", root).await;
+    let mgr_role = app
+        .role(
+            "分级经理",
+            &["customer.view", "grading.view", "grading.manage"],
+            "org_and_children",
+        )
+        .await;
+    let clerk_role = app
+        .role("客户专员", &["customer.view"], "org_and_children")
+        .await;
+    let (_, mgr_n) = app.person("mgr_n", north, mgr_role).await;
+    let (_, clerk_n) = app.person("clerk_n", north, clerk_role).await;
+    let n1 = customer(&app, admin, json!({"name": "北一", "org_id": north})).await;
+    let n2 = customer(&app, admin, json!({"name": "北二", "org_id": north})).await;
+    let n3 = customer(&app, admin, json!({"name": "北三", "org_id": north})).await;
+    let s1 = customer(&app, admin, json!({"name": "南一", "org_id": south})).await;
+    // every criterion at its top: 100 → A; at its bottom: 0 → D
+    let top = json!({"sales_amount": 2_100_000, "sales_growth_yoy": 25, "collection_rate": 100, "return_rate": 1, "manager": 100});
+    let bottom = json!({"sales_amount": 100_000, "sales_growth_yoy": 0, "collection_rate": 90, "return_rate": 5, "manager": 0});
+    for (c, period, values) in [
+        (n1, "2026-07", &top),
+        (n2, "2026-07", &bottom),
+        (s1, "2026-07", &top),
+        (n2, "2026-08", &top),
+        (s1, "2026-08", &top),
+    ] {
+        let (status, body) = put(
+            &app,
+            &format!("/api/v1/customers/{c}/scoring-inputs/{period}"),
+            admin,
+            json!({"values": values}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let composite = template_id(&app, "composite").await;
+    run(&app, admin, composite, "2026-07").await;
+    // the later run scores n1 without inputs (0 → D) and n2 at the top: the latest grades
+    run(&app, admin, composite, "2026-08").await;
+    let grades = |list: &Value| -> Vec<(i64, Value)> {
+        let mut v: Vec<(i64, Value)> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].as_i64().unwrap(), c["grade"].clone()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    };
+    let (status, list) = app.get("/api/v1/customers", &mgr_n).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(
+        grades(&list),
+        [(n1, json!("D")), (n2, json!("A")), (n3, json!("D"))]
+    );
+    let (_, list) = app.get("/api/v1/customers?grade=A", &mgr_n).await;
+    assert_eq!(grades(&list), [(n2, json!("A"))]);
+    let (_, list) = app.get("/api/v1/customers?grade=A", admin).await;
+    assert_eq!(grades(&list), [(n2, json!("A")), (s1, json!("A"))]);
+    let (_, list) = app.get("/api/v1/customers?grade=D&q=北", &mgr_n).await;
+    assert_eq!(grades(&list), [(n1, json!("D")), (n3, json!("D"))]);
+    let (status, list) = app.get("/api/v1/customers?grade=Z", &mgr_n).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"], json!([]));
+    // without grading.view: no grades in the list, and no filtering by them
+    let (_, list) = app.get("/api/v1/customers", &clerk_n).await;
+    assert_eq!(
+        grades(&list),
+        [(n1, Value::Null), (n2, Value::Null), (n3, Value::Null)]
+    );
+    let (status, body) = app.get("/api/v1/customers?grade=A", &clerk_n).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // the page: a grade column and a filter
+    let client = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let html = client
+        .get(format!("{}/customers?grade=A", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("客户等级") && html.contains("f-grade"), "{html}");
+    assert!(html.contains("北二") && html.contains("南一"), "{html}");
+    assert!(!html.contains("北一") && !html.contains("北三"), "{html}");
 }
