@@ -580,7 +580,10 @@ pub async fn grading(b: GradingBench) -> anyhow::Result<()> {
     };
     let mut results = Vec::new();
     for (label, path) in [
-        ("GET /api/v1/customers/{id}/grades", "/api/v1/customers/{}/grades"),
+        (
+            "GET /api/v1/customers/{id}/grades",
+            "/api/v1/customers/{}/grades",
+        ),
         ("GET /customers/{id}/grades (page)", "/customers/{}/grades"),
     ] {
         let mut times = Vec::with_capacity(ids.len());

@@ -1068,7 +1068,9 @@ async fn classifications_and_star_overrides(app: TestApp) {
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
     let r = put(&app, &star(999_999), &mgr_n, json!({"level": 1})).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
-    let (status, _) = app.call(Method::DELETE, &star(s1), Some(&mgr_n), None).await;
+    let (status, _) = app
+        .call(Method::DELETE, &star(s1), Some(&mgr_n), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let composite = template_id(&app, "composite").await;
@@ -1100,9 +1102,13 @@ async fn classifications_and_star_overrides(app: TestApp) {
     assert_eq!(g3["stars"], 1);
 
     // without c2's override, the next run counts its 50 points: no star
-    let (status, _) = app.call(Method::DELETE, &star(c2), Some(&mgr_n), None).await;
+    let (status, _) = app
+        .call(Method::DELETE, &star(c2), Some(&mgr_n), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = app.call(Method::DELETE, &star(c2), Some(&mgr_n), None).await;
+    let (status, _) = app
+        .call(Method::DELETE, &star(c2), Some(&mgr_n), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     run(&app, &mgr_n, composite, "2027-03").await;
     let g2 = grade(c2).await;
@@ -1218,7 +1224,10 @@ async fn grades_on_the_customer_list(app: TestApp) {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("客户等级") && html.contains("f-grade"), "{html}");
+    assert!(
+        html.contains("客户等级") && html.contains("f-grade"),
+        "{html}"
+    );
     assert!(html.contains("北二") && html.contains("南一"), "{html}");
     assert!(!html.contains("北一") && !html.contains("北三"), "{html}");
 }

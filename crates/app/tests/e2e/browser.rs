@@ -626,14 +626,20 @@ async fn grade_card_and_distribution_in_both_languages() {
         .as_i64()
         .unwrap();
     let mut ids = Vec::new();
-    for (i, name) in ["重庆涪柴示例客户", "北碚经销部", "江津五金店"].iter().enumerate() {
+    for (i, name) in ["重庆涪柴示例客户", "北碚经销部", "江津五金店"]
+        .iter()
+        .enumerate()
+    {
         let (status, c) = app
             .post("/api/v1/customers", admin, json!({"name": name}))
             .await;
         assert_eq!(status, reqwest::StatusCode::CREATED, "{c}");
         let id = c["id"].as_i64().unwrap();
         ids.push(id);
-        for (period, amount) in [("2027-02", 1_500_000 - i * 500_000), ("2027-03", 2_000_000 - i * 600_000)] {
+        for (period, amount) in [
+            ("2027-02", 1_500_000 - i * 500_000),
+            ("2027-03", 2_000_000 - i * 600_000),
+        ] {
             let (status, body) = app
                 .call(
                     reqwest::Method::PUT,
@@ -676,11 +682,20 @@ async fn grade_card_and_distribution_in_both_languages() {
     // 2,000,000 over 100,000–2,100,000 is 95 → 28.5; growth 30; 96% → 60 → 12; 2% → 75 → 7.5;
     // 80 → 8: 86, at least 85 → A
     assert_eq!(browser.text("#grade-letter").await, "A");
-    assert!(browser.text("#grade-score").await.starts_with("86"), "{}", browser.text("#grade-score").await);
+    assert!(
+        browser.text("#grade-score").await.starts_with("86"),
+        "{}",
+        browser.text("#grade-score").await
+    );
     let standing = browser.text("#grade-standing").await;
-    assert!(standing.contains("正常客户") && standing.contains("星级 ★★★"), "{standing}");
+    assert!(
+        standing.contains("正常客户") && standing.contains("星级 ★★★"),
+        "{standing}"
+    );
     assert!(browser.text("#grade-breakdown").await.contains("回款率"));
-    browser.wait_until("document.querySelector('#grade-history canvas')").await;
+    browser
+        .wait_until("document.querySelector('#grade-history canvas')")
+        .await;
     browser.shot("grade_card.zh.png").await;
 
     browser.click("#switch-lang").await;
@@ -688,11 +703,15 @@ async fn grade_card_and_distribution_in_both_languages() {
         .client
         .wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::XPath("//*[@id='grade-standing'][contains(., 'Normal')]"))
+        .for_element(Locator::XPath(
+            "//*[@id='grade-standing'][contains(., 'Normal')]",
+        ))
         .await
         .unwrap();
     assert!(browser.text("#grade-standing").await.contains("Stars ★★★"));
-    browser.wait_until("document.querySelector('#grade-history canvas')").await;
+    browser
+        .wait_until("document.querySelector('#grade-history canvas')")
+        .await;
     browser.shot("grade_card.en.png").await;
 
     browser
@@ -700,7 +719,9 @@ async fn grade_card_and_distribution_in_both_languages() {
         .goto(&format!("{}/grading/runs/{run_id}", app.url))
         .await
         .unwrap();
-    browser.wait_until("document.querySelector('#grade-distribution canvas')").await;
+    browser
+        .wait_until("document.querySelector('#grade-distribution canvas')")
+        .await;
     browser.shot("grading_run.en.png").await;
 
     browser
