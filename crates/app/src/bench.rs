@@ -390,3 +390,245 @@ pub async fn platform(b: PlatformBench) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub struct GradingBench {
+    /// A PostgreSQL server URL (a fresh database is made beside it); a fresh SQLite file when absent.
+    pub database_url: Option<String>,
+    pub customers: usize,
+    pub period: String,
+    /// Grade cards fetched through the server for the latency figures.
+    pub requests: usize,
+}
+
+/// Rows per seeding INSERT; values are written into the text (numbers and fixed strings only).
+const SEED_BATCH: usize = 2_000;
+
+/// `customers` customers spread over 10 branches under the root, each with the period's inputs
+/// for the composite model (and the figures classifications read), drawn from a fixed seed.
+pub async fn seed_customers(db: &Db, customers: usize, period: &str) -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    use std::fmt::Write;
+    let now = keping_domain::now_millis();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let mut tx = db.begin().await?;
+    let (root_id, root_path) =
+        Sql::new("SELECT id, path FROM orgs WHERE parent_id IS NULL ORDER BY id LIMIT 1")
+            .fetch_one::<(i64, String), _>(&mut *tx)
+            .await?;
+    let mut branches = Vec::new();
+    for i in 1..=10 {
+        let id = Sql::new("INSERT INTO orgs (parent_id, name, code, kind, path, depth, timezone, enabled, created_at, updated_at) VALUES (")
+            .arg(root_id)
+            .push(", ")
+            .arg(format!("分行{i}"))
+            .push(", ")
+            .arg(format!("B{i}"))
+            .push(", 'branch', ")
+            .arg(format!("/pending/{i}/"))
+            .push(", 1, 'Asia/Shanghai', 1, ")
+            .arg(now)
+            .push(", ")
+            .arg(now)
+            .push(") RETURNING id")
+            .fetch_i64(&mut *tx)
+            .await?;
+        Sql::new("UPDATE orgs SET path = ")
+            .arg(format!("{root_path}{id}/"))
+            .push(" WHERE id = ")
+            .arg(id)
+            .execute(&mut *tx)
+            .await?;
+        branches.push(id);
+    }
+    const INDUSTRIES: [&str; 5] = ["机械", "化工", "食品", "建材", "电子"];
+    for start in (0..customers).step_by(SEED_BATCH) {
+        let end = (start + SEED_BATCH).min(customers);
+        let mut text = String::with_capacity(160 * (end - start));
+        text.push_str("INSERT INTO customers (org_id, kind, name, industry, name_company_key, search_text, last_touched_at, created_at, updated_at) VALUES ");
+        for i in start..end {
+            if i > start {
+                text.push_str(", ");
+            }
+            let _ = write!(
+                text,
+                "({}, 'customer', '客户{i}', '{}', 'c{i}|', 'c{i}', {now}, {now}, {now})",
+                branches[i % branches.len()],
+                INDUSTRIES[i % INDUSTRIES.len()]
+            );
+        }
+        text.push_str(" RETURNING id");
+        let ids: Vec<(i64,)> = Sql::bulk(db.backend, &text).fetch_all(&mut *tx).await?;
+        let mut text = String::with_capacity(260 * (end - start));
+        text.push_str(
+            "INSERT INTO scoring_inputs (customer_id, period, input_values, updated_at) VALUES ",
+        );
+        for (n, (id,)) in ids.iter().enumerate() {
+            if n > 0 {
+                text.push_str(", ");
+            }
+            let _ = write!(
+                text,
+                "({id}, '{period}', '{{\"sales_amount\":{},\"sales_volume\":{},\"sales_growth_yoy\":{:.1},\"collection_rate\":{:.1},\"return_rate\":{:.1},\"manager\":{},\"order_batches\":{},\"arrears\":{},\"contribution_points\":{}}}', {now})",
+                rng.gen_range(0..3_000_000),
+                rng.gen_range(0..5_000),
+                rng.gen_range(-30.0..40.0),
+                rng.gen_range(80.0..100.0),
+                rng.gen_range(0.0..8.0),
+                rng.gen_range(40..=100),
+                rng.gen_range(0..12),
+                rng.gen_range(0..30_000),
+                rng.gen_range(0..1_500),
+            );
+        }
+        Sql::bulk(db.backend, &text).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `keping bench grading`: seeds customers with a period's inputs, runs the composite model
+/// in-process (timing reading, scoring and storing), then measures the grade card through the
+/// real server.
+pub async fn grading(b: GradingBench) -> anyhow::Result<()> {
+    use keping_store::grading as store;
+    let (url, dir) = fresh_database(b.database_url.as_deref()).await?;
+    let backend = if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    println!(
+        "keping bench grading: {} customers, period {}, {backend}",
+        b.customers, b.period
+    );
+    let db = Db::connect(&url).await?;
+    keping_store::accounts::bootstrap(&db, &auth::hash_password(PASSWORD)).await?;
+    let t = Instant::now();
+    seed_customers(&db, b.customers, &b.period).await?;
+    Sql::new("ANALYZE").execute(&db.pool).await?;
+    println!(
+        "seeded {} customers with inputs in {:.1} s",
+        b.customers,
+        t.elapsed().as_secs_f64()
+    );
+
+    let (admin_id, org_path): (i64, String) = Sql::new(
+        "SELECT u.id, o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.username = 'admin'",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    let scope = keping_store::accounts::scope_of(
+        &db,
+        &keping_store::tokens::Holder {
+            user_id: admin_id,
+            username: "admin".into(),
+            name: "admin".into(),
+            locale: "zh-CN".into(),
+            org_path,
+        },
+    )
+    .await?;
+    let (model_id,): (i64,) =
+        Sql::new("SELECT id FROM scoring_models WHERE template = 'composite'")
+            .fetch_one(&db.pool)
+            .await?;
+    for attempt in 1..=2 {
+        let t = Instant::now();
+        let (run, timings) = store::run_timed(
+            &db,
+            &scope,
+            store::RunRequest {
+                model_id,
+                period: b.period.clone(),
+                org_id: None,
+                trigger: "manual",
+            },
+        )
+        .await?;
+        println!(
+            "run {attempt} of the composite model: {} customers in {:.2} s (read inputs {:.2} s, score {:.2} s, store results {:.2} s); grades {:?}",
+            run.scored,
+            t.elapsed().as_secs_f64(),
+            timings.read.as_secs_f64(),
+            timings.score.as_secs_f64(),
+            timings.store.as_secs_f64(),
+            run.distribution
+        );
+    }
+    let (lo, hi): (i64, i64) = Sql::new("SELECT MIN(id), MAX(id) FROM customers")
+        .fetch_one(&db.pool)
+        .await?;
+    db.pool.close().await;
+
+    let (mut child, base) = server(&url, PASSWORD).await?;
+    // a redirect (to the login page) counts as an error, not as a fast answer
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("login failed")?.to_string();
+    let ids: Vec<i64> = {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        (0..b.requests).map(|_| rng.gen_range(lo..=hi)).collect()
+    };
+    let mut results = Vec::new();
+    for (label, path) in [
+        (
+            "GET /api/v1/customers/{id}/grades",
+            "/api/v1/customers/{}/grades",
+        ),
+        ("GET /customers/{id}/grades (page)", "/customers/{}/grades"),
+    ] {
+        let mut times = Vec::with_capacity(ids.len());
+        let mut errors = 0;
+        for (n, id) in ids.iter().chain(ids.iter().take(100)).enumerate() {
+            let url = format!("{base}{}", path.replace("{}", &id.to_string()));
+            let t = Instant::now();
+            let answer = client
+                .get(&url)
+                .bearer_auth(&token)
+                .header("Cookie", format!("keping_session={token}"))
+                .send()
+                .await;
+            match answer {
+                Ok(r) if r.status().is_success() => {
+                    let _ = r.bytes().await;
+                }
+                _ => errors += 1,
+            }
+            // the first 100 warm the server up
+            if n >= 100 {
+                times.push(t.elapsed());
+            }
+        }
+        times.sort();
+        results.push((label, times, errors));
+    }
+    println!(
+        "\n{:<40} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "grade card (1 at a time)", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
+    );
+    for (label, times, errors) in results {
+        println!(
+            "{:<40} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            label,
+            percentile(&times, 0.50),
+            percentile(&times, 0.95),
+            percentile(&times, 0.99),
+            percentile(&times, 1.0),
+            errors
+        );
+    }
+    child.kill().await?;
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}

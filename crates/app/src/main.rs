@@ -159,6 +159,21 @@ enum Bench {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Customer grading: seeds customers with a period's inputs, times a run of the composite model
+    /// (read inputs, score, store results) and the grade card through the server.
+    Grading {
+        /// A PostgreSQL server URL to measure PostgreSQL (a fresh database is made beside it); SQLite when absent.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: usize,
+        /// The period graded (YYYY-MM).
+        #[arg(long, default_value = "2026-10")]
+        period: String,
+        /// Grade cards fetched for the latency figures.
+        #[arg(long, default_value_t = 1_000)]
+        requests: usize,
+    },
 }
 
 #[tokio::main]
@@ -342,6 +357,20 @@ async fn main() -> anyhow::Result<()> {
                 staff,
                 requests,
                 concurrency: concurrency.max(1),
+            })
+            .await
+        }
+        Command::Bench(Bench::Grading {
+            database_url,
+            customers,
+            period,
+            requests,
+        }) => {
+            keping_app::bench::grading(keping_app::bench::GradingBench {
+                database_url,
+                customers: customers.max(1),
+                period,
+                requests: requests.max(1),
             })
             .await
         }

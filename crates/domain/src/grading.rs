@@ -104,6 +104,7 @@ metrics! {
     ("frequency", "购买频次", "Purchase frequency", "count"),
     ("monetary", "消费金额", "Monetary value", "yuan"),
     ("arrears", "欠款", "Arrears", "yuan"),
+    ("contribution_points", "贡献积分", "Contribution points", "points"),
 }
 
 pub fn metric(code: &str) -> Option<&'static Metric> {
@@ -1517,6 +1518,43 @@ pub struct StarOverride {
     /// Until this date (inclusive) for a fixed-date override; None for a manual one that holds
     /// until removed.
     pub until: Option<chrono::NaiveDate>,
+}
+
+/// Contribution points for 1, 2 and 3 stars.
+pub const STAR_THRESHOLDS: [f64; 3] = [100.0, 300.0, 1000.0];
+
+/// A customer's figures for lifecycle categories from a period's values (`sales_amount`,
+/// `order_batches`, `collection_rate`, `return_rate`, `arrears`) and those of the same period a
+/// year before (last year's sales from them, else from `sales_growth_yoy`). None without a sales
+/// amount: no category is guessed from nothing.
+pub fn annual_figures(
+    values: &HashMap<String, Value>,
+    last_year: Option<&HashMap<String, Value>>,
+    new_this_year: bool,
+) -> Option<AnnualFigures> {
+    let num = |m: &HashMap<String, Value>, k: &str| m.get(k).and_then(Value::as_number);
+    let sales_amount = num(values, "sales_amount")?;
+    let last_sales = last_year
+        .and_then(|l| num(l, "sales_amount"))
+        .or_else(|| {
+            num(values, "sales_growth_yoy")
+                .filter(|g| *g > -100.0)
+                .map(|g| sales_amount / (1.0 + g / 100.0))
+        })
+        .unwrap_or(0.0);
+    let collection_rate = num(values, "collection_rate").unwrap_or(100.0);
+    Some(AnnualFigures {
+        new_this_year,
+        sales_amount,
+        last_year_sales_amount: last_sales,
+        batches: num(values, "order_batches").unwrap_or(0.0),
+        collection_rate,
+        last_year_collection_rate: last_year
+            .and_then(|l| num(l, "collection_rate"))
+            .unwrap_or(collection_rate),
+        return_rate: num(values, "return_rate").unwrap_or(0.0),
+        arrears: num(values, "arrears").unwrap_or(0.0),
+    })
 }
 
 /// The star level from monthly contribution points: the number of thresholds reached (thresholds

@@ -193,6 +193,21 @@ pub async fn list_models(db: &Db, scope: &Scope) -> Result<Vec<ModelSummary>> {
         .collect())
 }
 
+/// Every grade the caller's models give (current versions), for a filter by grade.
+pub async fn grade_labels(db: &Db, scope: &Scope) -> Result<Vec<String>> {
+    require(scope, "grading.view")?;
+    let mut sql = Sql::new(&format!(
+        "{MODEL_SELECT} AND v.version = m.current_version WHERE "
+    ));
+    model_visible(&mut sql, scope);
+    let rows: Vec<ModelRow> = sql.fetch_all(&db.pool).await?;
+    let labels: std::collections::BTreeSet<String> = rows
+        .into_iter()
+        .flat_map(|r| parse_definition(&r.7).grades.into_iter().map(|g| g.grade))
+        .collect();
+    Ok(labels.into_iter().collect())
+}
+
 /// A model at one version (default the current one); 404 when the caller cannot see it.
 pub async fn get_model(
     db: &Db,
@@ -779,13 +794,79 @@ pub struct RunRequest {
 struct Member {
     customer_id: i64,
     segment: Option<String>,
+    created_at: Millis,
     inputs: Inputs,
+    /// The values of the same period a year before, when there were any.
+    last_year: Option<HashMap<String, Value>>,
+    star_override: Option<rules::StarOverride>,
+}
+
+/// A customer's lifecycle category (index into the rules) and star level for a period.
+type Standing = (Option<usize>, Option<i64>);
+
+/// Lifecycle categories from the period's figures against last year's (first matching rule), and
+/// star levels from contribution points, an override in force for the period taking precedence.
+fn standings(
+    members: &[Member],
+    period: Period,
+    rules_list: &[rules::LifecycleRule],
+) -> Vec<Standing> {
+    let first_day = chrono::NaiveDate::from_ymd_opt(period.year, period.month, 1)
+        .expect("periods are valid months");
+    members
+        .iter()
+        .map(|m| {
+            use chrono::Datelike;
+            let new_this_year = chrono::DateTime::from_timestamp_millis(m.created_at)
+                .is_some_and(|t| t.year() == period.year);
+            let lifecycle =
+                rules::annual_figures(&m.inputs.values, m.last_year.as_ref(), new_this_year)
+                    .and_then(|f| {
+                        let category = rules::lifecycle(rules_list, &f)?;
+                        rules_list.iter().position(|r| r.category == category)
+                    });
+            let points = m
+                .inputs
+                .values
+                .get("contribution_points")
+                .and_then(Value::as_number);
+            let in_force = m
+                .star_override
+                .filter(|o| o.until.is_none_or(|u| first_day <= u));
+            let stars = (points.is_some() || in_force.is_some()).then(|| {
+                i64::from(rules::star_level(
+                    points.unwrap_or(0.0),
+                    &rules::STAR_THRESHOLDS,
+                    in_force,
+                    first_day,
+                ))
+            });
+            (lifecycle, stars)
+        })
+        .collect()
+}
+
+/// Where a run's time went (for `keping bench grading`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunTimings {
+    /// Reading the population with its inputs and events.
+    pub read: std::time::Duration,
+    /// Scoring and classifying in memory.
+    pub score: std::time::Duration,
+    /// Writing the run and its results with their breakdowns, up to the commit.
+    pub store: std::time::Duration,
 }
 
 /// Scores every customer in the caller's scope (within `org_id`'s subtree when given) and stores
 /// the results with their breakdowns in one transaction: a run that fails leaves nothing behind.
 pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
+    Ok(run_timed(db, scope, req).await?.0)
+}
+
+/// [`run`], with where its time went.
+pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, RunTimings)> {
     require(scope, "grading.manage")?;
+    let mut timings = RunTimings::default();
     let started = std::time::Instant::now();
     let period = Period::parse("period", &req.period)?.to_string();
     let model = model_version(&mut *db.pool.acquire().await?, scope, req.model_id, None)
@@ -815,14 +896,20 @@ pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
         None => (None, widest_root(scope)),
     };
 
+    let phase = std::time::Instant::now();
     let members = population(db, scope, req.org_id, &period, &definition).await?;
+    timings.read = phase.elapsed();
+    let phase = std::time::Instant::now();
     let scored_count = members.len() as i64;
     let def = definition.clone();
-    let (members, scored, classes) = tokio::task::spawn_blocking(move || {
+    let period_of = Period::parse("period", &period)?;
+    let lifecycle_rules = rules::default_lifecycle_rules();
+    let (members, scored, classes, standing) = tokio::task::spawn_blocking(move || {
         let refs: Vec<&Inputs> = members.iter().map(|m| &m.inputs).collect();
         let scored = rules::score_all(&def, &refs);
         let classes = classify(&members);
-        (members, scored, classes)
+        let standing = standings(&members, period_of, &lifecycle_rules);
+        (members, scored, classes, standing)
     })
     .await
     .expect("scoring does not panic");
@@ -830,7 +917,9 @@ pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
     for s in &scored {
         *distribution.entry(s.grade.clone()).or_default() += 1;
     }
+    timings.score = phase.elapsed();
 
+    let phase = std::time::Instant::now();
     let mut tx = db.begin().await?;
     let previous: Option<(i64,)> = Sql::new("SELECT id FROM scoring_runs WHERE model_id = ")
         .arg(req.model_id)
@@ -865,7 +954,17 @@ pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
         .push(") RETURNING id")
         .fetch_i64(&mut *tx)
         .await?;
-    insert_results(&mut tx, run_id, &members, &scored, &classes).await?;
+    let lifecycle_rules = rules::default_lifecycle_rules();
+    insert_results(
+        &mut tx,
+        run_id,
+        &members,
+        &scored,
+        &classes,
+        &standing,
+        &lifecycle_rules,
+    )
+    .await?;
     let duration_ms = started.elapsed().as_millis() as i64;
     Sql::new("UPDATE scoring_runs SET duration_ms = ")
         .arg(duration_ms)
@@ -890,7 +989,8 @@ pub async fn run(db: &Db, scope: &Scope, req: RunRequest) -> Result<Run> {
     )
     .await?;
     tx.commit().await?;
-    get_run(db, scope, run_id).await
+    timings.store = phase.elapsed();
+    Ok((get_run(db, scope, run_id).await?, timings))
 }
 
 /// The root of the caller's widest grading reach, as the path a run without an org covers.
@@ -918,7 +1018,7 @@ async fn population(
     model: &ScoringModel,
 ) -> Result<Vec<Member>> {
     let mut tx = db.read().await?;
-    let mut sql = Sql::new("SELECT c.id, c.industry, i.input_values FROM customers c JOIN orgs o ON o.id = c.org_id LEFT JOIN scoring_inputs i ON i.customer_id = c.id AND i.period = ");
+    let mut sql = Sql::new("SELECT c.id, c.industry, c.created_at, i.input_values FROM customers c JOIN orgs o ON o.id = c.org_id LEFT JOIN scoring_inputs i ON i.customer_id = c.id AND i.period = ");
     sql.arg(period)
         .push(" WHERE c.kind IN ('customer', 'agent') AND ");
     reachable(&mut sql, scope, "customer.view");
@@ -926,7 +1026,37 @@ async fn population(
         crate::db::only_under(db, &mut sql, &scope.reach("grading.manage"), org_id).await?;
     }
     sql.push(" ORDER BY c.id");
-    let rows: Vec<(i64, Option<String>, Option<String>)> = sql.fetch_all(&mut *tx).await?;
+    let rows: Vec<(i64, Option<String>, i64, Option<String>)> = sql.fetch_all(&mut *tx).await?;
+    // last year's values of the same month, for lifecycle categories (usually a small table)
+    let this = Period::parse("period", period)?;
+    let last_year = Period {
+        year: this.year - 1,
+        month: this.month,
+    }
+    .to_string();
+    let mut last: HashMap<i64, HashMap<String, Value>> =
+        Sql::new("SELECT customer_id, input_values FROM scoring_inputs WHERE period = ")
+            .arg(&last_year)
+            .fetch_all::<(i64, String), _>(&mut *tx)
+            .await?
+            .into_iter()
+            .filter_map(|(c, j)| Some((c, serde_json::from_str(&j).ok()?)))
+            .collect();
+    let mut overrides: HashMap<i64, rules::StarOverride> =
+        Sql::new("SELECT customer_id, level, until_on FROM star_overrides")
+            .fetch_all::<(i64, i64, Option<String>), _>(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(c, level, until)| {
+                (
+                    c,
+                    rules::StarOverride {
+                        level: level.clamp(0, 255) as u8,
+                        until: until.and_then(|u| u.parse().ok()),
+                    },
+                )
+            })
+            .collect();
     let mut events: HashMap<i64, HashMap<String, u32>> = HashMap::new();
     if model.criteria.iter().any(|c| c.source() == Source::Events) {
         let rows: Vec<(i64, String, i64)> =
@@ -942,9 +1072,12 @@ async fn population(
     tx.commit().await?;
     Ok(rows
         .into_iter()
-        .map(|(customer_id, segment, json)| Member {
+        .map(|(customer_id, segment, created_at, json)| Member {
             customer_id,
             segment,
+            created_at,
+            last_year: last.remove(&customer_id),
+            star_override: overrides.remove(&customer_id),
             inputs: Inputs {
                 values: json
                     .and_then(|j| serde_json::from_str(&j).ok())
@@ -1010,25 +1143,31 @@ async fn insert_results(
     members: &[Member],
     scored: &[rules::Scored],
     classes: &[(Option<&'static str>, Option<&'static str>)],
+    standing: &[Standing],
+    lifecycle_rules: &[rules::LifecycleRule],
 ) -> Result<()> {
     use std::fmt::Write;
     let code = |c: Option<&str>| c.map_or_else(|| "NULL".to_string(), |c| format!("'{c}'"));
     for start in (0..members.len()).step_by(RESULT_BATCH) {
         let end = (start + RESULT_BATCH).min(members.len());
         let mut text = String::with_capacity(200 * (end - start));
-        text.push_str("INSERT INTO grade_results (run_id, customer_id, score, grade, abc, scale_tier, breakdown) VALUES ");
+        text.push_str("INSERT INTO grade_results (run_id, customer_id, score, grade, abc, scale_tier, lifecycle, stars, breakdown) VALUES ");
         for i in start..end {
             if i > start {
                 text.push_str(", ");
             }
             let _ = write!(
                 text,
-                "({run_id}, {}, {:?}, {}, {}, {}, {})",
+                "({run_id}, {}, {:?}, {}, {}, {}, {}, {}, {})",
                 members[i].customer_id,
                 scored[i].score,
                 quoted(&scored[i].grade),
                 code(classes[i].0),
                 code(classes[i].1),
+                code(standing[i].0.map(|r| lifecycle_rules[r].category.as_str())),
+                standing[i]
+                    .1
+                    .map_or_else(|| "NULL".to_string(), |n| n.to_string()),
                 quoted(&scored[i].stored_breakdown())
             );
         }
@@ -1096,6 +1235,13 @@ pub struct Grade {
     pub scale: f64,
     pub abc: Option<String>,
     pub scale_tier: Option<String>,
+    /// Lifecycle category (SPEC §4.4): no_business, dormant, pending, deteriorating,
+    /// new_effective, new_ineffective, new, normal or abnormal; null without a sales amount.
+    pub lifecycle: Option<String>,
+    /// Star level from contribution points or a service override; null without either.
+    pub stars: Option<i64>,
+    /// The star override standing now for the customer, if any.
+    pub star_override: Option<StarLevelOverride>,
     pub breakdown: Vec<BreakdownLine>,
     #[serde(serialize_with = "ser_time")]
     #[schema(value_type = String)]
@@ -1149,6 +1295,8 @@ type GradeRow = (
     Option<String>,
     String,
     i64,
+    Option<String>,
+    Option<i64>,
 );
 
 /// The customer's grade from the latest run of the model (default: the model of the latest run
@@ -1179,7 +1327,7 @@ pub async fn customer_grade(
         }
     };
     let model = model_version(&mut tx, scope, model_id, None).await?;
-    let mut sql = Sql::new("SELECT r.id, r.model_version, g.customer_id, r.period, g.score, g.grade, g.abc, g.scale_tier, g.breakdown, r.created_at FROM grade_results g JOIN scoring_runs r ON r.id = g.run_id WHERE g.customer_id = ");
+    let mut sql = Sql::new("SELECT r.id, r.model_version, g.customer_id, r.period, g.score, g.grade, g.abc, g.scale_tier, g.breakdown, r.created_at, g.lifecycle, g.stars FROM grade_results g JOIN scoring_runs r ON r.id = g.run_id WHERE g.customer_id = ");
     sql.arg(customer_id)
         .push(" AND r.model_id = ")
         .arg(model_id);
@@ -1199,7 +1347,21 @@ async fn grade_of(
     model: &ModelVersion,
     row: GradeRow,
 ) -> Result<Grade> {
-    let (run_id, version, customer_id, period, score, grade, abc, scale_tier, breakdown, at) = row;
+    let (
+        run_id,
+        version,
+        customer_id,
+        period,
+        score,
+        grade,
+        abc,
+        scale_tier,
+        breakdown,
+        at,
+        lifecycle,
+        stars,
+    ) = row;
+    let star_override = star_override_of(&mut **tx, customer_id).await?;
     let definition = if version == model.version {
         model.definition()
     } else {
@@ -1219,6 +1381,9 @@ async fn grade_of(
         scale: definition.scale,
         abc,
         scale_tier,
+        lifecycle,
+        stars,
+        star_override,
         breakdown: lines(&definition, &breakdown),
         graded_at: at,
     })
@@ -1803,4 +1968,126 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, run_id: i64) -> Result<Vec<u8>>
     )
     .await?;
     Ok(bytes)
+}
+
+// ---------------------------------------------------------------- star level overrides
+
+/// A service-level override of a customer's star level: manual (no `until`) or until a date.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StarLevelOverride {
+    pub level: i64,
+    /// YYYY-MM-DD; null for a manual override that holds until removed.
+    pub until: Option<String>,
+}
+
+async fn star_override_of<'e, E: Executor<'e, Database = Any>>(
+    ex: E,
+    customer_id: i64,
+) -> Result<Option<StarLevelOverride>> {
+    let row: Option<(i64, Option<String>)> =
+        Sql::new("SELECT level, until_on FROM star_overrides WHERE customer_id = ")
+            .arg(customer_id)
+            .fetch_optional(ex)
+            .await?;
+    Ok(row.map(|(level, until)| StarLevelOverride { level, until }))
+}
+
+/// Sets a customer's star override; runs from then on use it (a fixed-date one for periods up to
+/// its date's). Levels go from 0 to the number of thresholds.
+pub async fn set_star_override(
+    db: &Db,
+    scope: &Scope,
+    customer_id: i64,
+    level: i64,
+    until: Option<&str>,
+) -> Result<StarLevelOverride> {
+    require(scope, "grading.manage")?;
+    let max = rules::STAR_THRESHOLDS.len() as i64;
+    if !(0..=max).contains(&level) {
+        return Err(Invalid::new(
+            "level",
+            "out_of_range",
+            format!("a star level goes from 0 to {max}"),
+        )
+        .into());
+    }
+    let until = until
+        .map(|u| {
+            chrono::NaiveDate::parse_from_str(u.trim(), "%Y-%m-%d")
+                .map(|d| d.to_string())
+                .map_err(|_| {
+                    Invalid::new(
+                        "until",
+                        "invalid_date",
+                        format!("'{u}' is not a date: write it as YYYY-MM-DD"),
+                    )
+                })
+        })
+        .transpose()?;
+    let mut tx = db.begin().await?;
+    let path = visible_customer(&mut *tx, scope, customer_id).await?;
+    Sql::new("DELETE FROM star_overrides WHERE customer_id = ")
+        .arg(customer_id)
+        .execute(&mut *tx)
+        .await?;
+    Sql::new("INSERT INTO star_overrides (customer_id, level, until_on, set_by, set_at) VALUES (")
+        .arg(customer_id)
+        .push(", ")
+        .arg(level)
+        .push(", ")
+        .arg(until.clone())
+        .push(", ")
+        .arg(scope.user_id)
+        .push(", ")
+        .arg(now_millis())
+        .push(")")
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "star_override.set",
+            entity: "customer",
+            entity_id: Some(customer_id),
+            summary: match &until {
+                Some(u) => format!("star level set to {level} until {u}"),
+                None => format!("star level set to {level} until removed"),
+            },
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StarLevelOverride { level, until })
+}
+
+/// Removes a customer's star override (404 when there is none); later runs count points again.
+pub async fn clear_star_override(db: &Db, scope: &Scope, customer_id: i64) -> Result<()> {
+    require(scope, "grading.manage")?;
+    let mut tx = db.begin().await?;
+    let path = visible_customer(&mut *tx, scope, customer_id).await?;
+    let gone = Sql::new("DELETE FROM star_overrides WHERE customer_id = ")
+        .arg(customer_id)
+        .execute(&mut *tx)
+        .await?;
+    if gone == 0 {
+        return Err(StoreError::NotFound);
+    }
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &path,
+            action: "star_override.clear",
+            entity: "customer",
+            entity_id: Some(customer_id),
+            summary: "star level override removed".into(),
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

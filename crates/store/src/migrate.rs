@@ -37,6 +37,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0008_stats_figures.sql"),
     ),
     (9, "notices", include_str!("../migrations/0009_notices.sql")),
+    (
+        10,
+        "grading_classes",
+        include_str!("../migrations/0010_grading_classes.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

@@ -10,7 +10,7 @@ document.addEventListener("DOMContentLoaded", () => {
       grid: { left: 40, right: 16, top: 16, bottom: 28 },
       tooltip: { trigger: "axis" },
       xAxis: { type: "category", data: points.map((p) => p[0]) },
-      yAxis: { type: "value" },
+      yAxis: { type: "value", minInterval: 1 },
       series: [{ type: el.dataset.chart, data: points.map((p) => p[1]), label: { show: el.dataset.chart === "bar", position: "top" } }],
     });
     window.addEventListener("resize", () => chart.resize());

@@ -14,6 +14,8 @@ both!(
     scope_holds_for_grades_and_runs,
     import_and_export,
     grading_pages,
+    classifications_and_star_overrides,
+    grades_on_the_customer_list,
 );
 
 async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
@@ -992,4 +994,240 @@ async fn grading_figures() {
             started.elapsed().as_secs_f64() * 1000.0 / n as f64
         );
     }
+}
+
+/// Lifecycle categories and star levels are computed by runs and kept per customer and period;
+/// star overrides (manual, fixed-date) win over contribution points while in force.
+async fn classifications_and_star_overrides(app: TestApp) {
+    let admin = &app.admin_token;
+    let root = app.root_id().await;
+    let north = app.org("北区", "N", root).await;
+    let south = app.org("南区", "S", root).await;
+    let role = app
+        .role(
+            "分级经理",
+            &["customer.view", "grading.view", "grading.manage"],
+            "org_and_children",
+        )
+        .await;
+    let (_, mgr_n) = app.person("mgr_n", north, role).await;
+    let c1 = customer(&app, admin, json!({"name": "正常一", "org_id": north})).await;
+    let c2 = customer(&app, admin, json!({"name": "劣化二", "org_id": north})).await;
+    let c3 = customer(&app, admin, json!({"name": "无数三", "org_id": north})).await;
+    let s1 = customer(&app, admin, json!({"name": "南一", "org_id": south})).await;
+    // customers made now (2026) are not new in 2027
+    for (c, period, values) in [
+        (
+            c1,
+            "2027-03",
+            json!({"sales_amount": 200000, "order_batches": 5, "collection_rate": 98, "return_rate": 2, "contribution_points": 350}),
+        ),
+        (
+            c2,
+            "2026-03",
+            json!({"sales_amount": 500000, "collection_rate": 99}),
+        ),
+        (
+            c2,
+            "2027-03",
+            json!({"sales_amount": 200000, "collection_rate": 98, "contribution_points": 50}),
+        ),
+    ] {
+        let (status, body) = put(
+            &app,
+            &format!("/api/v1/customers/{c}/scoring-inputs/{period}"),
+            admin,
+            json!({"values": values}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let star = |c: i64| format!("/api/v1/customers/{c}/star-override");
+    // c1: fixed until the end of February, so not in force for March; c2: by hand; c3: through March
+    for (c, body) in [
+        (c1, json!({"level": 3, "until": "2027-02-28"})),
+        (c2, json!({"level": 3})),
+        (c3, json!({"level": 1, "until": "2027-03-31"})),
+    ] {
+        let (status, o) = put(&app, &star(c), &mgr_n, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{o}");
+        assert_eq!(o["level"], body["level"]);
+    }
+    // bad overrides
+    for body in [
+        json!({"level": 4}),
+        json!({"level": -1}),
+        json!({"level": "three"}),
+        json!({"until": "2027-03-01"}),
+        json!({"level": 1, "until": "2027/03/01"}),
+    ] {
+        let (status, o) = put(&app, &star(c1), &mgr_n, body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {o}");
+    }
+    let r = put(&app, &star(s1), &mgr_n, json!({"level": 1})).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+    let r = put(&app, &star(999_999), &mgr_n, json!({"level": 1})).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+    let (status, _) = app
+        .call(Method::DELETE, &star(s1), Some(&mgr_n), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let composite = template_id(&app, "composite").await;
+    run(&app, &mgr_n, composite, "2027-03").await;
+    let grade = |c: i64| {
+        let app = &app;
+        async move {
+            let (status, g) = app
+                .get(
+                    &format!("/api/v1/customers/{c}/grades?model_id={composite}&period=2027-03"),
+                    admin,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{g}");
+            g
+        }
+    };
+    let g1 = grade(c1).await;
+    // 200000 > 10万, 5 batches > 3, 98% > 95%, 2% < 5%; 350 points reach 100 and 300
+    assert_eq!(g1["lifecycle"], "normal", "{g1}");
+    assert_eq!(g1["stars"], 2);
+    assert_eq!(g1["star_override"]["until"], "2027-02-28");
+    let g2 = grade(c2).await;
+    // 200000 against 500000 last March is −60%
+    assert_eq!(g2["lifecycle"], "deteriorating", "{g2}");
+    assert_eq!(g2["stars"], 3);
+    let g3 = grade(c3).await;
+    assert_eq!(g3["lifecycle"], Value::Null, "{g3}");
+    assert_eq!(g3["stars"], 1);
+
+    // without c2's override, the next run counts its 50 points: no star
+    let (status, _) = app
+        .call(Method::DELETE, &star(c2), Some(&mgr_n), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app
+        .call(Method::DELETE, &star(c2), Some(&mgr_n), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    run(&app, &mgr_n, composite, "2027-03").await;
+    let g2 = grade(c2).await;
+    assert_eq!(g2["stars"], 0, "{g2}");
+    assert_eq!(g2["star_override"], Value::Null);
+    // the grade card shows the category and the stars
+    let client = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let page = client
+        .get(format!(
+            "{}/customers/{c1}/grades?model_id={composite}",
+            app.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("正常客户"), "{page}");
+    assert!(page.contains("星级 ★★<"), "{page}");
+}
+
+/// The latest grade (from the latest run that scored the customer) on the customer list, and the
+/// list filtered by it, within scope and only with grading.view.
+async fn grades_on_the_customer_list(app: TestApp) {
+    let admin = &app.admin_token;
+    let root = app.root_id().await;
+    let north = app.org("北区", "N", root).await;
+    let south = app.org("南区", "S", root).await;
+    let mgr_role = app
+        .role(
+            "分级经理",
+            &["customer.view", "grading.view", "grading.manage"],
+            "org_and_children",
+        )
+        .await;
+    let clerk_role = app
+        .role("客户专员", &["customer.view"], "org_and_children")
+        .await;
+    let (_, mgr_n) = app.person("mgr_n", north, mgr_role).await;
+    let (_, clerk_n) = app.person("clerk_n", north, clerk_role).await;
+    let n1 = customer(&app, admin, json!({"name": "北一", "org_id": north})).await;
+    let n2 = customer(&app, admin, json!({"name": "北二", "org_id": north})).await;
+    let n3 = customer(&app, admin, json!({"name": "北三", "org_id": north})).await;
+    let s1 = customer(&app, admin, json!({"name": "南一", "org_id": south})).await;
+    // every criterion at its top: 100 → A; at its bottom: 0 → D
+    let top = json!({"sales_amount": 2_100_000, "sales_growth_yoy": 25, "collection_rate": 100, "return_rate": 1, "manager": 100});
+    let bottom = json!({"sales_amount": 100_000, "sales_growth_yoy": 0, "collection_rate": 90, "return_rate": 5, "manager": 0});
+    for (c, period, values) in [
+        (n1, "2026-07", &top),
+        (n2, "2026-07", &bottom),
+        (s1, "2026-07", &top),
+        (n2, "2026-08", &top),
+        (s1, "2026-08", &top),
+    ] {
+        let (status, body) = put(
+            &app,
+            &format!("/api/v1/customers/{c}/scoring-inputs/{period}"),
+            admin,
+            json!({"values": values}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let composite = template_id(&app, "composite").await;
+    run(&app, admin, composite, "2026-07").await;
+    // the later run scores n1 without inputs (0 → D) and n2 at the top: the latest grades
+    run(&app, admin, composite, "2026-08").await;
+    let grades = |list: &Value| -> Vec<(i64, Value)> {
+        let mut v: Vec<(i64, Value)> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].as_i64().unwrap(), c["grade"].clone()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    };
+    let (status, list) = app.get("/api/v1/customers", &mgr_n).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(
+        grades(&list),
+        [(n1, json!("D")), (n2, json!("A")), (n3, json!("D"))]
+    );
+    let (_, list) = app.get("/api/v1/customers?grade=A", &mgr_n).await;
+    assert_eq!(grades(&list), [(n2, json!("A"))]);
+    let (_, list) = app.get("/api/v1/customers?grade=A", admin).await;
+    assert_eq!(grades(&list), [(n2, json!("A")), (s1, json!("A"))]);
+    let (_, list) = app.get("/api/v1/customers?grade=D&q=北", &mgr_n).await;
+    assert_eq!(grades(&list), [(n1, json!("D")), (n3, json!("D"))]);
+    let (status, list) = app.get("/api/v1/customers?grade=Z", &mgr_n).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"], json!([]));
+    // without grading.view: no grades in the list, and no filtering by them
+    let (_, list) = app.get("/api/v1/customers", &clerk_n).await;
+    assert_eq!(
+        grades(&list),
+        [(n1, Value::Null), (n2, Value::Null), (n3, Value::Null)]
+    );
+    let (status, body) = app.get("/api/v1/customers?grade=A", &clerk_n).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // the page: a grade column and a filter
+    let client = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let html = client
+        .get(format!("{}/customers?grade=A", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("客户等级") && html.contains("f-grade"),
+        "{html}"
+    );
+    assert!(html.contains("北二") && html.contains("南一"), "{html}");
+    assert!(!html.contains("北一") && !html.contains("北三"), "{html}");
 }

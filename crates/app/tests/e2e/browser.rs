@@ -717,3 +717,133 @@ async fn stats_page_draws_its_charts_in_both_languages() {
     }
     browser.client.clone().close().await.unwrap();
 }
+
+/// The grade card (grade, breakdown, lifecycle category, stars, history chart) in Chinese and in
+/// English, the grade distribution chart of a run, and the grade column of the customer list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grade_card_and_distribution_in_both_languages() {
+    use serde_json::json;
+    if !enabled() {
+        eprintln!("skipped: set KEPING_TEST_BROWSER=1 with chromium and chromedriver installed");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let admin = &app.admin_token;
+    let (_, models) = app.get("/api/v1/scoring-models", admin).await;
+    let composite = models["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["template"] == "composite")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let mut ids = Vec::new();
+    for (i, name) in ["重庆涪柴示例客户", "北碚经销部", "江津五金店"]
+        .iter()
+        .enumerate()
+    {
+        let (status, c) = app
+            .post("/api/v1/customers", admin, json!({"name": name}))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{c}");
+        let id = c["id"].as_i64().unwrap();
+        ids.push(id);
+        for (period, amount) in [
+            ("2027-02", 1_500_000 - i * 500_000),
+            ("2027-03", 2_000_000 - i * 600_000),
+        ] {
+            let (status, body) = app
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/customers/{id}/scoring-inputs/{period}"),
+                    Some(admin),
+                    Some(json!({"values": {"sales_amount": amount, "sales_growth_yoy": 25, "collection_rate": 96, "return_rate": 2, "manager": 80, "order_batches": 6, "contribution_points": 420}})),
+                )
+                .await;
+            assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+        }
+    }
+    let (status, body) = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/customers/{}/star-override", ids[0]),
+            Some(admin),
+            Some(json!({"level": 3, "until": "2027-12-31"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let mut run_id = 0;
+    for period in ["2027-02", "2027-03"] {
+        let (status, run) = app
+            .post(
+                "/api/v1/scoring-runs",
+                admin,
+                json!({"model_id": composite, "period": period}),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{run}");
+        run_id = run["id"].as_i64().unwrap();
+    }
+
+    let browser = Browser::start(1366, 900).await;
+    browser
+        .login(&app, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let card = format!("{}/customers/{}/grades", app.url, ids[0]);
+    browser.client.goto(&card).await.unwrap();
+    // 2,000,000 over 100,000–2,100,000 is 95 → 28.5; growth 30; 96% → 60 → 12; 2% → 75 → 7.5;
+    // 80 → 8: 86, at least 85 → A
+    assert_eq!(browser.text("#grade-letter").await, "A");
+    assert!(
+        browser.text("#grade-score").await.starts_with("86"),
+        "{}",
+        browser.text("#grade-score").await
+    );
+    let standing = browser.text("#grade-standing").await;
+    assert!(
+        standing.contains("正常客户") && standing.contains("星级 ★★★"),
+        "{standing}"
+    );
+    assert!(browser.text("#grade-breakdown").await.contains("回款率"));
+    browser
+        .wait_until("document.querySelector('#grade-history canvas')")
+        .await;
+    browser.shot("grade_card.zh.png").await;
+
+    browser.click("#switch-lang").await;
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//*[@id='grade-standing'][contains(., 'Normal')]",
+        ))
+        .await
+        .unwrap();
+    assert!(browser.text("#grade-standing").await.contains("Stars ★★★"));
+    browser
+        .wait_until("document.querySelector('#grade-history canvas')")
+        .await;
+    browser.shot("grade_card.en.png").await;
+
+    browser
+        .client
+        .goto(&format!("{}/grading/runs/{run_id}", app.url))
+        .await
+        .unwrap();
+    browser
+        .wait_until("document.querySelector('#grade-distribution canvas')")
+        .await;
+    browser.shot("grading_run.en.png").await;
+
+    browser
+        .client
+        .goto(&format!("{}/customers", app.url))
+        .await
+        .unwrap();
+    let table = browser.text("#customers-table").await;
+    assert!(table.contains("Grade"), "{table}");
+    browser.shot("customers_grades.en.png").await;
+    browser.client.clone().close().await.unwrap();
+}

@@ -85,6 +85,10 @@ pub struct Customer {
     /// With one customer (not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contacts: Option<Vec<Contact>>,
+    /// In lists: the grade of the latest grading run that scored the customer (null when none,
+    /// or for callers without grading.view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grade: Option<String>,
     /// With one customer: whether the caller may change it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub can_edit: Option<bool>,
@@ -168,6 +172,7 @@ impl CustomerRow {
             updated_at: self.updated_at,
             contacts: None,
             can_edit: None,
+            grade: None,
         }
     }
 
@@ -1161,6 +1166,8 @@ pub struct CustomerFilter {
     pub created_to: Option<Millis>,
     /// Custom field conditions: (code, op, value) with op one of eq, gte, lte.
     pub custom: Vec<(String, String, String)>,
+    /// The grade of the latest grading run that scored the customer (needs grading.view).
+    pub grade: Option<String>,
     pub sort: Sort,
 }
 
@@ -1233,13 +1240,35 @@ pub async fn list(
         Sort::Name => format!("{}|{}", r.name, r.id),
         Sort::Updated => format!("{}|{}", r.updated_at, r.id),
     });
+    let mut items: Vec<Customer> = page.items.into_iter().map(|r| r.shown(scope)).collect();
+    if scope.has("grading.view") && !items.is_empty() {
+        let ids: Vec<i64> = items.iter().map(|c| c.id).collect();
+        let mut sql = Sql::new("SELECT g.customer_id, g.grade FROM grade_results g WHERE ");
+        sql.in_ids("g.customer_id", &ids).push(
+            " AND g.run_id = (SELECT MAX(l.run_id) FROM grade_results l WHERE l.customer_id = g.customer_id)",
+        );
+        let grades: std::collections::HashMap<i64, String> = sql
+            .fetch_all::<(i64, String), _>(&db.pool)
+            .await?
+            .into_iter()
+            .collect();
+        for c in &mut items {
+            c.grade = grades.get(&c.id).cloned();
+        }
+    }
     Ok(Page {
-        items: page.items.into_iter().map(|r| r.shown(scope)).collect(),
+        items,
         next_cursor: page.next_cursor,
     })
 }
 
 async fn push_filter(db: &Db, scope: &Scope, sql: &mut Sql, f: &CustomerFilter) -> Result<()> {
+    if let Some(g) = f.grade.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
+        require(scope, "grading.view")?;
+        sql.push(" AND EXISTS (SELECT 1 FROM grade_results g WHERE g.customer_id = c.id AND g.grade = ")
+            .arg(g)
+            .push(" AND g.run_id = (SELECT MAX(l.run_id) FROM grade_results l WHERE l.customer_id = c.id))");
+    }
     if let Some((prefix, full)) = f.q.as_deref().and_then(rules::search_query) {
         let mut hi = prefix.clone();
         hi.push(char::MAX);

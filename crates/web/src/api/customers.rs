@@ -123,6 +123,8 @@ pub struct ListQuery {
     created_to: Option<String>,
     /// Custom field conditions `code:op:value`, several joined by `;`; op is eq, gte or lte.
     custom: Option<String>,
+    /// Only customers whose latest grade (from the latest grading run that scored them) is this one; needs grading.view.
+    grade: Option<String>,
     /// newest (default), name or updated
     sort: Option<String>,
     limit: Option<i64>,
@@ -185,6 +187,7 @@ impl ListQuery {
             )?,
             created_to: crate::api::audit::parse_time("created_to", self.created_to.as_deref())?,
             custom,
+            grade: self.grade.filter(|g| !g.trim().is_empty()),
             sort,
         })
     }

@@ -13,7 +13,7 @@ use keping_domain::grading::{self as rules, Inputs, ScoringModel, Value};
 use keping_store::customers::ImportSource;
 use keping_store::grading::{
     self as store, Grade, HistoryPoint, InputsImport, ModelSummary, ModelVersion, PeriodInputs,
-    Run, RunDiff, RunFilter, RunRequest, RunResult, ScoringEvent,
+    Run, RunDiff, RunFilter, RunRequest, RunResult, ScoringEvent, StarLevelOverride,
 };
 use keping_store::Page;
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(export_run))
         .routes(routes!(customer_grade))
         .routes(routes!(grade_history))
+        .routes(routes!(set_star_override, clear_star_override))
         .merge(imports)
 }
 
@@ -584,4 +585,48 @@ async fn grade_history(
         items: store::grade_history(&state.db, &caller.scope, id, q.model_id).await?,
         next_cursor: None,
     }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StarOverrideBody {
+    /// 0 to 3 stars.
+    level: i64,
+    /// YYYY-MM-DD: holds for runs of periods up to this date's; absent or null for a manual
+    /// override that holds until removed.
+    until: Option<String>,
+}
+
+/// Override a customer's star level (service level: manual, or until a fixed date); the runs
+/// after it use the override instead of the contribution points.
+#[utoipa::path(put, path = "/api/v1/customers/{id}/star-override", tag = "grading", security(("bearer" = [])), request_body = StarOverrideBody,
+    responses((status = 200, body = StarLevelOverride), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_star_override(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<StarOverrideBody>,
+) -> Result<Json<StarLevelOverride>, ApiError> {
+    Ok(Json(
+        store::set_star_override(
+            &state.db,
+            &caller.scope,
+            id,
+            body.level,
+            body.until.as_deref(),
+        )
+        .await?,
+    ))
+}
+
+/// Remove a customer's star override; later runs count contribution points again.
+#[utoipa::path(delete, path = "/api/v1/customers/{id}/star-override", tag = "grading", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn clear_star_override(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    store::clear_star_override(&state.db, &caller.scope, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

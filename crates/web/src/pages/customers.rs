@@ -42,6 +42,9 @@ pub struct ListQuery {
     /// "1": the public pool.
     #[serde(default)]
     pool: String,
+    /// The latest grade (with grading.view).
+    #[serde(default)]
+    grade: String,
     cursor: Option<String>,
     saved: Option<String>,
 }
@@ -54,6 +57,10 @@ struct ListPage {
     kind: String,
     pool: bool,
     kinds: Vec<(&'static str, String)>,
+    /// The grade filtered on, and the grades to choose from (empty without grading.view: no
+    /// grade column, no grade filter).
+    grade: String,
+    grades: Vec<String>,
     customers: Vec<Customer>,
     pager: Pager,
     filtered: bool,
@@ -100,7 +107,16 @@ pub async fn list(
         q: Some(q.q.trim().to_string()).filter(|s| !s.is_empty()),
         kind: Some(q.kind.clone()).filter(|s| !s.is_empty()),
         in_pool: pool.then_some(true),
+        grade: Some(q.grade.trim().to_string())
+            .filter(|s| !s.is_empty() && caller.scope.has("grading.view")),
         ..Default::default()
+    };
+    let grades = if caller.scope.has("grading.view") {
+        keping_store::grading::grade_labels(&state.db, &caller.scope)
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
     };
     let found = match store::list(
         &state.db,
@@ -128,6 +144,7 @@ pub async fn list(
         ("q", q.q.as_str()),
         ("kind", q.kind.as_str()),
         ("pool", q.pool.as_str()),
+        ("grade", q.grade.as_str()),
     ];
     let page = ListPage {
         pager: Pager::new(
@@ -136,7 +153,7 @@ pub async fn list(
             q.cursor.as_deref(),
             found.next_cursor.as_deref(),
         ),
-        filtered: filter.q.is_some() || filter.kind.is_some(),
+        filtered: filter.q.is_some() || filter.kind.is_some() || filter.grade.is_some(),
         export_link: link(
             "/customers/export",
             &[
@@ -153,6 +170,8 @@ pub async fn list(
         q: q.q,
         kind: q.kind,
         pool,
+        grade: q.grade,
+        grades,
         customers: found.items,
     };
     let mut response = if headers.contains_key("hx-request") {
