@@ -3,6 +3,7 @@
 pub(crate) mod accounts;
 pub(crate) mod audit;
 mod auth;
+pub(crate) mod customer_quality;
 pub(crate) mod customers;
 pub(crate) mod data;
 pub(crate) mod device;
@@ -49,6 +50,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(device::router())
         .merge(notify::router())
         .merge(customers::router())
+        .merge(customer_quality::router())
         .merge(data::router())
         .merge(grading::router())
         .merge(stats::router())

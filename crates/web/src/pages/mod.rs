@@ -3,6 +3,7 @@
 mod account;
 mod audit;
 mod customer_edit;
+mod customer_quality;
 mod customers;
 mod data;
 mod evaluation;
@@ -85,6 +86,9 @@ pub fn router() -> Router<AppState> {
         .route("/windows/{id}/qr", get(qr::card).post(qr::rotate))
         .route("/customers", get(customers::list).post(customers::create))
         .route("/customers/new", get(customers::new))
+        .route("/customers/quality", get(customer_quality::show))
+        .route("/customers/quality/rules", post(customer_quality::save_rules))
+        .route("/customers/quality/export", get(customer_quality::export))
         .route("/customers/export", get(customers::export))
         .route(
             "/customers/import",
