@@ -31,6 +31,11 @@ const STEPS: &[(i64, &str, &str)] = &[
     ),
     (6, "grading", include_str!("../migrations/0006_grading.sql")),
     (7, "stats", include_str!("../migrations/0007_stats.sql")),
+    (
+        11,
+        "customer_saved_filters",
+        include_str!("../migrations/0011_customer_saved_filters.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

@@ -7,6 +7,7 @@
 
 pub(crate) mod import;
 pub mod quality;
+pub mod saved_filters;
 
 pub use import::{
     export_xlsx, import, undo_import, ImportOptions, ImportOutcome, ImportRejection, ImportSource,
