@@ -19,7 +19,9 @@ pub struct PlatformBench {
 const PASSWORD: &str = "bench-admin-pass";
 
 /// A fresh database: a SQLite file in a temporary directory, or a new database next to the given PostgreSQL URL.
-pub(crate) async fn fresh_database(url: Option<&str>) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
+pub(crate) async fn fresh_database(
+    url: Option<&str>,
+) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
     match url {
         None => {
             let dir = std::env::temp_dir().join(format!("keping-bench-{}", std::process::id()));

@@ -166,7 +166,11 @@ async fn write_batch(
     }
     let contacts: Vec<(i64, &str, &str)> = rows
         .iter()
-        .flat_map(|r| r.contacts.iter().map(move |(n, p)| (r.id, n.as_str(), p.as_str())))
+        .flat_map(|r| {
+            r.contacts
+                .iter()
+                .map(move |(n, p)| (r.id, n.as_str(), p.as_str()))
+        })
         .collect();
     for chunk in contacts.chunks(1000) {
         let mut sql = bulk(
@@ -334,7 +338,11 @@ async fn seed_customers(db: &Db, b: &CustomerBench) -> anyhow::Result<Probes> {
     // a word of the middle customer's name, four digits of its phone, its contact's initials
     let word: String = name.chars().skip(2).take(2).collect();
     Ok(Probes {
-        name_part: if word.chars().count() == 2 { word } else { name },
+        name_part: if word.chars().count() == 2 {
+            word
+        } else {
+            name
+        },
         phone_part: phone[5..9].to_string(),
         initials: rules::initials(&person),
         manager_branch: branch.0,
@@ -359,9 +367,17 @@ fn import_file(rows: usize) -> anyhow::Result<Vec<u8>> {
     let mut rng = StdRng::seed_from_u64(7);
     let mut book = rust_xlsxwriter::Workbook::new();
     let sheet = book.add_worksheet();
-    for (c, h) in ["客户名称", "单位名称", "联系人", "手机", "行业", "地区", "重要程度"]
-        .iter()
-        .enumerate()
+    for (c, h) in [
+        "客户名称",
+        "单位名称",
+        "联系人",
+        "手机",
+        "行业",
+        "地区",
+        "重要程度",
+    ]
+    .iter()
+    .enumerate()
     {
         sheet.write_string(0, c as u16, *h)?;
     }

@@ -21,8 +21,24 @@ pub const REQUIRABLE_FIELDS: &[&str] = &[
 
 /// Words in a contact's title that make him a department head (部门负责人).
 const HEAD_TITLES: &[&str] = &[
-    "经理", "主任", "主管", "总监", "负责人", "部长", "处长", "科长", "厂长", "院长", "校长", "董事",
-    "总", "head", "manager", "director", "chief", "lead",
+    "经理",
+    "主任",
+    "主管",
+    "总监",
+    "负责人",
+    "部长",
+    "处长",
+    "科长",
+    "厂长",
+    "院长",
+    "校长",
+    "董事",
+    "总",
+    "head",
+    "manager",
+    "director",
+    "chief",
+    "lead",
 ];
 
 /// An org's completeness rules; its subtree inherits them.

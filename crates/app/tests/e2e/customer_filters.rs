@@ -16,7 +16,11 @@ async fn saved_filters_are_per_person(app: TestApp) {
     let (_, rep) = app.person("rep1", root, role).await;
     for (name, kind) in [("张三", "lead"), ("李四", "customer"), ("王五", "lead")] {
         let (status, body) = app
-            .post("/api/v1/customers", admin, json!({"name": name, "kind": kind}))
+            .post(
+                "/api/v1/customers",
+                admin,
+                json!({"name": name, "kind": kind}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
@@ -37,7 +41,10 @@ async fn saved_filters_are_per_person(app: TestApp) {
     let id = saved["id"].as_i64().unwrap();
     // applying it lists what it names
     let (_, page) = app
-        .get(&format!("/api/v1/customers?{}", saved["query"].as_str().unwrap()), &rep)
+        .get(
+            &format!("/api/v1/customers?{}", saved["query"].as_str().unwrap()),
+            &rep,
+        )
         .await;
     let names: Vec<&str> = page["items"]
         .as_array()
@@ -50,35 +57,63 @@ async fn saved_filters_are_per_person(app: TestApp) {
 
     // bad input
     assert_error(
-        &app.post("/api/v1/customers/saved-filters", &rep, json!({"name": "我的线索", "query": "kind=customer"})).await,
+        &app.post(
+            "/api/v1/customers/saved-filters",
+            &rep,
+            json!({"name": "我的线索", "query": "kind=customer"}),
+        )
+        .await,
         StatusCode::CONFLICT,
         "name_taken",
         Some("name"),
     );
     assert_error(
-        &app.post("/api/v1/customers/saved-filters", &rep, json!({"name": "  ", "query": "kind=lead"})).await,
+        &app.post(
+            "/api/v1/customers/saved-filters",
+            &rep,
+            json!({"name": "  ", "query": "kind=lead"}),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_length",
         Some("name"),
     );
     assert_error(
-        &app.post("/api/v1/customers/saved-filters", &rep, json!({"name": "坏的", "query": "sort=shoe_size"})).await,
+        &app.post(
+            "/api/v1/customers/saved-filters",
+            &rep,
+            json!({"name": "坏的", "query": "sort=shoe_size"}),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_query",
         Some("query"),
     );
     assert_error(
-        &app.post("/api/v1/customers/saved-filters", &rep, json!({"name": "坏的", "query": "owner_id=abc"})).await,
+        &app.post(
+            "/api/v1/customers/saved-filters",
+            &rep,
+            json!({"name": "坏的", "query": "owner_id=abc"}),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_query",
         Some("query"),
     );
     let missing = app
-        .post("/api/v1/customers/saved-filters", &rep, json!({"name": "x"}))
+        .post(
+            "/api/v1/customers/saved-filters",
+            &rep,
+            json!({"name": "x"}),
+        )
         .await;
     assert!(missing.0.is_client_error(), "{missing:?}");
     let wrong = app
-        .post("/api/v1/customers/saved-filters", &rep, json!({"name": 5, "query": "kind=lead"}))
+        .post(
+            "/api/v1/customers/saved-filters",
+            &rep,
+            json!({"name": 5, "query": "kind=lead"}),
+        )
         .await;
     assert!(wrong.0.is_client_error(), "{wrong:?}");
 
@@ -106,7 +141,12 @@ async fn saved_filters_are_per_person(app: TestApp) {
     let page = app.page_client(&app.url, "rep1", "person-pass-1").await;
     let resp = page
         .post(format!("{}/customers/saved-filters", app.url))
-        .form(&[("name", "公海线索"), ("q", "张"), ("kind", "lead"), ("pool", "")])
+        .form(&[
+            ("name", "公海线索"),
+            ("q", "张"),
+            ("kind", "lead"),
+            ("pool", ""),
+        ])
         .send()
         .await
         .unwrap();
@@ -139,9 +179,15 @@ async fn saved_filters_are_per_person(app: TestApp) {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("公海线索") && html.contains("我的线索"), "{html}");
+    assert!(
+        html.contains("公海线索") && html.contains("我的线索"),
+        "{html}"
+    );
     let resp = page
-        .post(format!("{}/customers/saved-filters/{other_id}/delete", app.url))
+        .post(format!(
+            "{}/customers/saved-filters/{other_id}/delete",
+            app.url
+        ))
         .send()
         .await
         .unwrap();

@@ -77,7 +77,10 @@ async fn quality_rules_scores_and_report(app: TestApp) {
     assert!(missing.0.is_client_error(), "{missing:?}");
     // a rep may not set rules; the head of A may not set B's
     let good = json!({"required_fields": ["email", "phone", "phone"], "phone_area_code": true, "department_head": false, "min_contacts": 1});
-    assert_eq!(put_rules(&app, &rep_a, a, good.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        put_rules(&app, &rep_a, a, good.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert_error(
         &put_rules(&app, &head_a, b, good.clone()).await,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -89,7 +92,12 @@ async fn quality_rules_scores_and_report(app: TestApp) {
     assert_eq!(saved["required_fields"], json!(["email", "phone"]));
 
     // A's rules: phone, e-mail, area codes, one contact = 4 checks
-    let full = create(&app, &rep_a, json!({"name": "甲一", "phone": "010-62345678", "email": "a@example.com"})).await;
+    let full = create(
+        &app,
+        &rep_a,
+        json!({"name": "甲一", "phone": "010-62345678", "email": "a@example.com"}),
+    )
+    .await;
     let (status, _) = app
         .post(
             &format!("/api/v1/customers/{full}/contacts"),
@@ -157,14 +165,20 @@ async fn quality_rules_scores_and_report(app: TestApp) {
     assert_eq!(orgs, vec!["乙分行", "甲分行"]);
     // narrowed to B's subtree; an org out of reach is not found
     let (_, report) = app
-        .get(&format!("/api/v1/customers/quality-report?org_id={b}"), admin)
+        .get(
+            &format!("/api/v1/customers/quality-report?org_id={b}"),
+            admin,
+        )
         .await;
     assert_eq!(report["total"]["customers"], 1);
     assert_eq!(report["total"]["average_score"], 17.0);
     assert_eq!(
-        app.get(&format!("/api/v1/customers/quality-report?org_id={b}"), &head_a)
-            .await
-            .0,
+        app.get(
+            &format!("/api/v1/customers/quality-report?org_id={b}"),
+            &head_a
+        )
+        .await
+        .0,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -177,7 +191,10 @@ async fn quality_rules_scores_and_report(app: TestApp) {
     // the xlsx: per rep, then per org, each with the total last
     let resp = app
         .client
-        .get(format!("{}/api/v1/customers/quality-report/export", app.url))
+        .get(format!(
+            "{}/api/v1/customers/quality-report/export",
+            app.url
+        ))
         .bearer_auth(&head_a)
         .send()
         .await
@@ -197,7 +214,9 @@ async fn quality_rules_scores_and_report(app: TestApp) {
     assert_eq!(rows[1][..4], ["rep_a", "2", "62.5", "1"]);
     assert_eq!(rows[2][..4], ["合计", "2", "62.5", "1"]);
     assert_eq!(
-        app.get("/api/v1/customers/quality-report/export", &rep_a).await.0,
+        app.get("/api/v1/customers/quality-report/export", &rep_a)
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
 
@@ -211,7 +230,10 @@ async fn quality_rules_scores_and_report(app: TestApp) {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("资料质量") && html.contains("62.5") && html.contains("rep_a"), "{html}");
+    assert!(
+        html.contains("资料质量") && html.contains("62.5") && html.contains("rep_a"),
+        "{html}"
+    );
     assert!(!html.contains("乙一"));
     let resp = page
         .post(format!("{}/customers/quality/rules", app.url))

@@ -121,7 +121,11 @@ impl Row {
             &self.intent,
         ];
         QualityInput {
-            fields: FIELDS.iter().copied().zip(values.into_iter().cloned()).collect(),
+            fields: FIELDS
+                .iter()
+                .copied()
+                .zip(values.into_iter().cloned())
+                .collect(),
             phone: self.phone.clone(),
             contacts,
         }
@@ -200,9 +204,11 @@ pub async fn customer(db: &Db, scope: &Scope, id: i64) -> Result<Assessment> {
     let mut conn = db.pool.acquire().await?;
     let row: Row = sql.fetch_one(&mut *conn).await?;
     let mut cache = HashMap::new();
-    Ok(assess_rows(&mut conn, std::slice::from_ref(&row), &mut cache)
-        .await?
-        .remove(0))
+    Ok(
+        assess_rows(&mut conn, std::slice::from_ref(&row), &mut cache)
+            .await?
+            .remove(0),
+    )
 }
 
 /// A line of the report: a rep (or the pool), or an org.
@@ -375,7 +381,9 @@ pub fn report_xlsx(report: &QualityReport, zh: bool) -> Result<Vec<u8>> {
                 .write_number(row, 1, l.customers as f64)
                 .map_err(xlsx)?;
             sheet.write_number(row, 2, l.average_score).map_err(xlsx)?;
-            sheet.write_number(row, 3, l.complete as f64).map_err(xlsx)?;
+            sheet
+                .write_number(row, 3, l.complete as f64)
+                .map_err(xlsx)?;
             for (j, c) in checks.iter().enumerate() {
                 let n = l.failures.get(*c).copied().unwrap_or(0);
                 sheet

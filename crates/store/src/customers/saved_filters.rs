@@ -35,10 +35,20 @@ pub async fn save(db: &Db, scope: &Scope, name: &str, query: &str) -> Result<Sav
     super::require(scope, "customer.view")?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 40 {
-        return Err(Invalid::new("name", "invalid_length", "a filter's name has 1 to 40 characters").into());
+        return Err(Invalid::new(
+            "name",
+            "invalid_length",
+            "a filter's name has 1 to 40 characters",
+        )
+        .into());
     }
     if query.len() > 2000 {
-        return Err(Invalid::new("query", "invalid_length", "the query is longer than 2000 characters").into());
+        return Err(Invalid::new(
+            "query",
+            "invalid_length",
+            "the query is longer than 2000 characters",
+        )
+        .into());
     }
     let mut tx = db.begin().await?;
     let (count,): (i64,) = Sql::new("SELECT COUNT(*) FROM customer_saved_filters WHERE user_id = ")
@@ -66,17 +76,18 @@ pub async fn save(db: &Db, scope: &Scope, name: &str, query: &str) -> Result<Sav
         ));
     }
     let now = now_millis();
-    let id = Sql::new("INSERT INTO customer_saved_filters (user_id, name, query, created_at) VALUES (")
-        .arg(scope.user_id)
-        .push(", ")
-        .arg(name)
-        .push(", ")
-        .arg(query)
-        .push(", ")
-        .arg(now)
-        .push(") RETURNING id")
-        .fetch_i64(&mut *tx)
-        .await?;
+    let id =
+        Sql::new("INSERT INTO customer_saved_filters (user_id, name, query, created_at) VALUES (")
+            .arg(scope.user_id)
+            .push(", ")
+            .arg(name)
+            .push(", ")
+            .arg(query)
+            .push(", ")
+            .arg(now)
+            .push(") RETURNING id")
+            .fetch_i64(&mut *tx)
+            .await?;
     tx.commit().await?;
     Ok(SavedFilter {
         id,

@@ -27,11 +27,19 @@ pub(crate) fn checked_query(query: &str) -> Result<String, ApiError> {
         .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor=") && !kv.starts_with("limit="))
         .collect();
     let query = kept.join("&");
-    let uri: axum::http::Uri = format!("/?{query}")
-        .parse()
-        .map_err(|_| ApiError::invalid("query", "invalid_query", "the query is not a URL query string"))?;
+    let uri: axum::http::Uri = format!("/?{query}").parse().map_err(|_| {
+        ApiError::invalid(
+            "query",
+            "invalid_query",
+            "the query is not a URL query string",
+        )
+    })?;
     let parsed = Query::<ListQuery>::try_from_uri(&uri).map_err(|e| {
-        ApiError::invalid("query", "invalid_query", format!("the query is not one of the customer list: {e}"))
+        ApiError::invalid(
+            "query",
+            "invalid_query",
+            format!("the query is not one of the customer list: {e}"),
+        )
     })?;
     parsed.0.filter().map_err(|e| {
         let mut e = e;
@@ -45,7 +53,10 @@ pub(crate) fn checked_query(query: &str) -> Result<String, ApiError> {
 /// The caller's saved filters, by name.
 #[utoipa::path(get, path = "/api/v1/customers/saved-filters", tag = "customers", security(("bearer" = [])),
     responses((status = 200, body = Vec<SavedFilter>), (status = 403, body = ErrorBody)))]
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<SavedFilter>>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SavedFilter>>, ApiError> {
     Ok(Json(store::list(&state.db, &caller.scope).await?))
 }
 
@@ -76,7 +87,11 @@ async fn create(
 /// Delete one of the caller's saved filters; anyone else's is 404.
 #[utoipa::path(delete, path = "/api/v1/customers/saved-filters/{id}", tag = "customers", security(("bearer" = [])),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
     store::delete(&state.db, &caller.scope, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,15 +14,33 @@ fn shell(caller: &PageCaller) -> Shell {
 }
 
 /// Saves the page's filter (q, kind, pool) as the API writes it (pool → in_pool=true).
-pub async fn save(State(state): State<AppState>, caller: PageCaller, Form(form): Form<Vec<(String, String)>>) -> Response {
+pub async fn save(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
     let form = FormFields(form);
     let (q, kind, pool) = (form.text("q"), form.text("kind"), form.text("pool") == "1");
-    let api_query = link("", &[("q", q.trim()), ("kind", kind.trim()), ("in_pool", if pool { "true" } else { "" })]);
+    let api_query = link(
+        "",
+        &[
+            ("q", q.trim()),
+            ("kind", kind.trim()),
+            ("in_pool", if pool { "true" } else { "" }),
+        ],
+    );
     let query = match crate::api::customer_filters::checked_query(&api_query) {
         Ok(q) => q,
         Err(e) => return error_page(shell(&caller), e),
     };
-    let back = link("/customers", &[("q", q.trim()), ("kind", kind.trim()), ("pool", if pool { "1" } else { "" })]);
+    let back = link(
+        "/customers",
+        &[
+            ("q", q.trim()),
+            ("kind", kind.trim()),
+            ("pool", if pool { "1" } else { "" }),
+        ],
+    );
     match store::save(&state.db, &caller.scope, &form.text("name"), &query).await {
         Ok(_) => {
             let sep = if back.contains('?') { '&' } else { '?' };
@@ -33,7 +51,11 @@ pub async fn save(State(state): State<AppState>, caller: PageCaller, Form(form):
 }
 
 /// Opens the list with a saved filter.
-pub async fn apply(State(state): State<AppState>, caller: PageCaller, Path(id): Path<i64>) -> Response {
+pub async fn apply(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(id): Path<i64>,
+) -> Response {
     match store::get(&state.db, &caller.scope, id).await {
         Ok(f) => {
             let query = f.query.replace("in_pool=true", "pool=1");
@@ -43,7 +65,11 @@ pub async fn apply(State(state): State<AppState>, caller: PageCaller, Path(id): 
     }
 }
 
-pub async fn delete(State(state): State<AppState>, caller: PageCaller, Path(id): Path<i64>) -> Response {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(id): Path<i64>,
+) -> Response {
     match store::delete(&state.db, &caller.scope, id).await {
         Ok(()) => Redirect::to("/customers?saved=deleted").into_response(),
         Err(e) => error_page(shell(&caller), e),

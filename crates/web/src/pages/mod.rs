@@ -88,10 +88,19 @@ pub fn router() -> Router<AppState> {
         .route("/customers", get(customers::list).post(customers::create))
         .route("/customers/new", get(customers::new))
         .route("/customers/saved-filters", post(customer_filters::save))
-        .route("/customers/saved-filters/{id}", get(customer_filters::apply))
-        .route("/customers/saved-filters/{id}/delete", post(customer_filters::delete))
+        .route(
+            "/customers/saved-filters/{id}",
+            get(customer_filters::apply),
+        )
+        .route(
+            "/customers/saved-filters/{id}/delete",
+            post(customer_filters::delete),
+        )
         .route("/customers/quality", get(customer_quality::show))
-        .route("/customers/quality/rules", post(customer_quality::save_rules))
+        .route(
+            "/customers/quality/rules",
+            post(customer_quality::save_rules),
+        )
         .route("/customers/quality/export", get(customer_quality::export))
         .route("/customers/export", get(customers::export))
         .route(
