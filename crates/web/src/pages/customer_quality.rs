@@ -137,10 +137,8 @@ pub async fn save_rules(
             .collect(),
         phone_area_code: form.checked("phone_area_code"),
         department_head: form.checked("department_head"),
-        min_contacts: match form.text("min_contacts").trim().parse() {
-            Ok(n) => n,
-            Err(_) => 101, // refused below with the range in the message
-        },
+        // unreadable: refused by the rules' check, with the range in the message
+        min_contacts: form.text("min_contacts").trim().parse().unwrap_or(101),
     };
     let org = caller.scope.org_path.id();
     match store::put_rules(&state.db, &caller.scope, org, rules.clone()).await {
