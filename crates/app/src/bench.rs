@@ -19,7 +19,9 @@ pub struct PlatformBench {
 const PASSWORD: &str = "bench-admin-pass";
 
 /// A fresh database: a SQLite file in a temporary directory, or a new database next to the given PostgreSQL URL.
-async fn fresh_database(url: Option<&str>) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
+pub(crate) async fn fresh_database(
+    url: Option<&str>,
+) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
     match url {
         None => {
             let dir = std::env::temp_dir().join(format!("keping-bench-{}", std::process::id()));
@@ -152,7 +154,7 @@ pub async fn seed(db: &Db, orgs: usize, staff: usize) -> anyhow::Result<Vec<Seed
     Ok(outlets)
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -163,13 +165,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx].as_secs_f64() * 1000.0
 }
 
 /// `requests` GETs of `path`, `concurrency` at a time, each worker waiting for its answer (closed loop).
-async fn drive(
+pub(crate) async fn drive(
     client: &reqwest::Client,
     url: &str,
     token: &str,
@@ -211,7 +213,7 @@ async fn drive(
 
 /// Starts `keping serve` on `url` as a child process on a free port of 127.0.0.1 and waits until
 /// it answers. The administrator, when the database has none, gets `admin_password`.
-async fn server(
+pub(crate) async fn server(
     url: &str,
     admin_password: &str,
 ) -> anyhow::Result<(tokio::process::Child, String)> {

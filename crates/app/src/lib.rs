@@ -1,6 +1,7 @@
 //! Wiring for the `keping` binary, also used by the end-to-end tests to start a real server.
 
 pub mod bench;
+pub mod bench_customers;
 pub mod config;
 pub mod demo;
 pub mod generate;

@@ -174,6 +174,23 @@ enum Bench {
         #[arg(long, default_value_t = 1_000)]
         requests: usize,
     },
+    /// Customer list, search, xlsx import and export: seeds a fresh database, runs the server as a child process, prints latency.
+    Customers {
+        /// A PostgreSQL server URL to measure PostgreSQL (a fresh database is made beside it); SQLite when absent.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 2_000_000)]
+        contacts: usize,
+        /// Rows of the imported xlsx (0: no import).
+        #[arg(long, default_value_t = 100_000)]
+        import_rows: usize,
+        #[arg(long, default_value_t = 4_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
 }
 
 #[tokio::main]
@@ -371,6 +388,24 @@ async fn main() -> anyhow::Result<()> {
                 customers: customers.max(1),
                 period,
                 requests: requests.max(1),
+            })
+            .await
+        }
+        Command::Bench(Bench::Customers {
+            database_url,
+            customers,
+            contacts,
+            import_rows,
+            requests,
+            concurrency,
+        }) => {
+            keping_app::bench_customers::customers(keping_app::bench_customers::CustomerBench {
+                database_url,
+                customers: customers.max(2),
+                contacts,
+                import_rows,
+                requests,
+                concurrency: concurrency.max(1),
             })
             .await
         }

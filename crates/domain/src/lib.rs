@@ -2,6 +2,7 @@
 //! what counts as a valid name or password. `store` and `web` build on these.
 
 pub mod auth;
+pub mod customer_quality;
 pub mod customers;
 pub mod data;
 pub mod evaluation;

@@ -42,6 +42,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "grading_classes",
         include_str!("../migrations/0010_grading_classes.sql"),
     ),
+    (
+        11,
+        "customer_saved_filters",
+        include_str!("../migrations/0011_customer_saved_filters.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

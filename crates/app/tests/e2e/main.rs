@@ -15,6 +15,8 @@ mod api_scope;
 mod browser;
 mod browser_kiosk;
 mod crash;
+mod customer_filters;
+mod customer_quality;
 mod data_mgmt;
 mod live;
 mod notices;

@@ -6,6 +6,8 @@
 //! Who changes one: the reach of `customer.edit`, plus customers shared with him read-write.
 
 pub(crate) mod import;
+pub mod quality;
+pub mod saved_filters;
 
 pub use import::{
     export_xlsx, import, undo_import, ImportOptions, ImportOutcome, ImportRejection, ImportSource,

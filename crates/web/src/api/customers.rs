@@ -132,7 +132,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(self) -> Result<CustomerFilter, ApiError> {
+    pub(crate) fn filter(self) -> Result<CustomerFilter, ApiError> {
         let sort = match self.sort.as_deref() {
             None | Some("") => Sort::default(),
             Some(s) => Sort::parse(s).ok_or_else(|| {

@@ -3,6 +3,8 @@
 pub(crate) mod accounts;
 pub(crate) mod audit;
 mod auth;
+pub(crate) mod customer_filters;
+pub(crate) mod customer_quality;
 pub(crate) mod customers;
 pub(crate) mod data;
 pub(crate) mod device;
@@ -49,6 +51,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(device::router())
         .merge(notify::router())
         .merge(customers::router())
+        .merge(customer_quality::router())
+        .merge(customer_filters::router())
         .merge(data::router())
         .merge(grading::router())
         .merge(stats::router())

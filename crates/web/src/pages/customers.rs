@@ -71,6 +71,8 @@ struct ListPage {
     fields: Vec<CustomField>,
     /// Whom the ticked customers can be given to (empty without customer.assign).
     owners: Vec<Colleague>,
+    /// The caller's saved filters (常用筛选).
+    saved_filters: Vec<keping_store::customers::saved_filters::SavedFilter>,
 }
 
 impl ListPage {
@@ -140,6 +142,9 @@ pub async fn list(
     } else {
         Vec::new()
     };
+    let saved_filters = keping_store::customers::saved_filters::list(&state.db, &caller.scope)
+        .await
+        .unwrap_or_default();
     let params = [
         ("q", q.q.as_str()),
         ("kind", q.kind.as_str()),
@@ -166,6 +171,7 @@ pub async fn list(
         kinds: kinds(caller.locale),
         fields,
         owners,
+        saved_filters,
         shell,
         q: q.q,
         kind: q.kind,

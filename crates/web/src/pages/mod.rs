@@ -3,6 +3,8 @@
 mod account;
 mod audit;
 mod customer_edit;
+mod customer_filters;
+mod customer_quality;
 mod customers;
 mod data;
 mod deliveries;
@@ -106,6 +108,21 @@ pub fn router() -> Router<AppState> {
         .route("/windows/{id}/qr", get(qr::card).post(qr::rotate))
         .route("/customers", get(customers::list).post(customers::create))
         .route("/customers/new", get(customers::new))
+        .route("/customers/saved-filters", post(customer_filters::save))
+        .route(
+            "/customers/saved-filters/{id}",
+            get(customer_filters::apply),
+        )
+        .route(
+            "/customers/saved-filters/{id}/delete",
+            post(customer_filters::delete),
+        )
+        .route("/customers/quality", get(customer_quality::show))
+        .route(
+            "/customers/quality/rules",
+            post(customer_quality::save_rules),
+        )
+        .route("/customers/quality/export", get(customer_quality::export))
         .route("/customers/export", get(customers::export))
         .route(
             "/customers/import",
