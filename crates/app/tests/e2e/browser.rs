@@ -404,10 +404,13 @@ async fn evaluation_pages_manage_windows_terminals_settings_and_follow_ups() {
     assert!(!browser.client.source().await.unwrap().contains(&token));
 
     go(format!("{}/business-types", app.url)).await;
-    assert!(browser
-        .text("#business-types-table")
-        .await
-        .contains("个人业务"));
+    // a manager sees each name in its rename field
+    assert_eq!(
+        browser
+            .value("#business-types-table input[name=name]")
+            .await,
+        "个人业务"
+    );
     browser.shot("business_types.zh.png").await;
     go(format!("{}/windows", app.url)).await;
     let table = browser.text("#windows-table").await;
