@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_customers;
+pub mod bench_stats;
 pub mod config;
 pub mod demo;
 pub mod generate;

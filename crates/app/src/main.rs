@@ -145,6 +145,18 @@ enum Bench {
         #[arg(long, default_value_t = 60)]
         duration: u64,
     },
+    /// The statistics endpoint on a filled database (`keping generate`, then `keping stats rebuild`):
+    /// random subtrees, groupings and periods, and head office's year-over-year report.
+    Stats {
+        /// The database, e.g. one filled by `keping generate`.
+        #[arg(long)]
+        database_url: String,
+        /// The administrator's password in that database (KEPING_ADMIN_PASSWORD when absent).
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+    },
     /// Org tree and staff lists: seeds a fresh database, runs the server as a child process, prints latency and memory.
     Platform {
         /// A PostgreSQL server URL to measure PostgreSQL (a fresh database is made beside it); SQLite when absent.
@@ -293,6 +305,20 @@ async fn main() -> anyhow::Result<()> {
                 terminals,
                 rate,
                 duration: std::time::Duration::from_secs(duration),
+            })
+            .await
+        }
+        Command::Bench(Bench::Stats {
+            database_url,
+            password,
+            requests,
+        }) => {
+            keping_app::bench_stats::stats(keping_app::bench_stats::StatsBench {
+                database_url,
+                admin_password: password
+                    .or(config.admin_password.clone())
+                    .unwrap_or_else(|| "bench-admin-pass".into()),
+                requests: requests.max(1),
             })
             .await
         }
