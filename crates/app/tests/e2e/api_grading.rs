@@ -849,7 +849,7 @@ async fn grading_pages(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("70.5"), "{html}");
     assert!(
-        html.contains("在 100000–2100000 之间按比例计 95 分"),
+        html.contains("2,000,000 在 100,000–2,100,000 之间按比例计 95 分"),
         "{html}"
     );
     assert!(html.contains("95 × 30 / 100 = 28.5"), "{html}");

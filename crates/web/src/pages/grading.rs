@@ -17,12 +17,34 @@ use keping_store::grading::{
 use serde::Deserialize;
 use std::collections::HashMap;
 
+/// [`number`] for templates, which hand their arguments over by reference.
+pub(crate) fn grouped(x: &f64) -> String {
+    number(*x)
+}
+
+/// A number for people: thousands grouped (2,000,000), no trailing zeros.
 fn number(x: f64) -> String {
     let r = rules::round6(x);
-    if r.fract() == 0.0 {
+    let text = if r.fract() == 0.0 {
         format!("{r:.0}")
     } else {
         format!("{r}")
+    };
+    let (sign, unsigned) = text
+        .strip_prefix('-')
+        .map_or(("", text.as_str()), |t| ("-", t));
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let mut grouped = String::with_capacity(text.len() + whole.len() / 3);
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    if fraction.is_empty() {
+        format!("{sign}{grouped}")
+    } else {
+        format!("{sign}{grouped}.{fraction}")
     }
 }
 
@@ -575,4 +597,19 @@ pub async fn grade_card(
         history,
         chart,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+
+    #[test]
+    fn numbers_group_thousands_and_keep_their_fraction() {
+        assert_eq!(number(2_000_000.0), "2,000,000");
+        assert_eq!(number(100_000.0), "100,000");
+        assert_eq!(number(999.0), "999");
+        assert_eq!(number(1234.5), "1,234.5");
+        assert_eq!(number(-12_345.25), "-12,345.25");
+        assert_eq!(number(0.0), "0");
+    }
 }
