@@ -1216,14 +1216,7 @@ async fn grades_on_the_customer_list(app: TestApp) {
     let client = app
         .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
         .await;
-    let html = client
-        .get(format!("{}/customers?grade=A", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::harness::html(&client, format!("{}/customers?grade=A", app.url)).await;
     assert!(
         html.contains("客户等级") && html.contains("f-grade"),
         "{html}"

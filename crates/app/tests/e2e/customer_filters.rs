@@ -171,14 +171,7 @@ async fn saved_filters_are_per_person(app: TestApp) {
         resp.headers()["location"],
         "/customers?q=%E5%BC%A0&kind=lead"
     );
-    let html = page
-        .get(format!("{}/customers", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::harness::html(&page, format!("{}/customers", app.url)).await;
     assert!(
         html.contains("公海线索") && html.contains("我的线索"),
         "{html}"

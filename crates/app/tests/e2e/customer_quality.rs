@@ -222,14 +222,7 @@ async fn quality_rules_scores_and_report(app: TestApp) {
 
     // the page: the report and the rules form
     let page = app.page_client(&app.url, "head_a", "person-pass-1").await;
-    let html = page
-        .get(format!("{}/customers/quality", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::harness::html(&page, format!("{}/customers/quality", app.url)).await;
     assert!(
         html.contains("资料质量") && html.contains("62.5") && html.contains("rep_a"),
         "{html}"

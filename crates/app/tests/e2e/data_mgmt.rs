@@ -377,14 +377,11 @@ async fn data_cleanup_scope_confirmation_counts_and_audit(app: TestApp) {
 
     // the page: preview with counts, then the confirmed cleanup of everything at SH1
     let web = app.page_client(&app.url, "shdata", "person-pass-1").await;
-    let html = web
-        .get(format!("{}/data?org_id={}&older_than=all", app.url, sh1.id))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::harness::html(
+        &web,
+        format!("{}/data?org_id={}&older_than=all", app.url, sh1.id),
+    )
+    .await;
     assert!(html.contains("id=\"confirm-step\""), "{html}");
     assert!(html.contains("data-count=\"ratings\">2<"), "{html}");
     assert!(
@@ -435,14 +432,7 @@ async fn data_cleanup_scope_confirmation_counts_and_audit(app: TestApp) {
     let run_id: i64 = location.rsplit('/').next().unwrap().parse().unwrap();
     let run = wait_done(&app, &sh_manager, run_id).await;
     assert_eq!(run["counts"]["ratings"], 2);
-    let html = web
-        .get(format!("{}{location}", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::harness::html(&web, format!("{}{location}", app.url)).await;
     assert!(html.contains("data-status=\"done\""), "{html}");
     assert_eq!(rows(&app, sh1.id).await, [1, 1, 1, 1, 0]);
     // BJ's manager's page cannot reach SH's run
@@ -728,14 +718,7 @@ async fn data_backup_download_verify_and_restore(app: TestApp) {
         .to_str()
         .unwrap()
         .starts_with("attachment"));
-    let html = web
-        .get(format!("{}/data", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::harness::html(&web, format!("{}/data", app.url)).await;
     assert!(html.contains("id=\"backup-download\""));
     let web = app
         .page_client(&app.url, "branchbackup", "person-pass-1")

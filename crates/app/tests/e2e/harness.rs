@@ -340,3 +340,8 @@ pub fn assert_error(
         );
     }
 }
+
+/// A page's HTML, fetched with a signed-in page client.
+pub async fn html(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}

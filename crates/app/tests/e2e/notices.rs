@@ -477,14 +477,7 @@ async fn report_schedules_are_checked(app: TestApp) {
     let web = app
         .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
         .await;
-    let html = web
-        .get(format!("{}/report-schedules", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = crate::harness::html(&web, format!("{}/report-schedules", app.url)).await;
     assert!(html.contains("id=\"schedules-table\""), "{html}");
     assert!(html.contains("月报") || html.contains("日报"));
     let resp = web
