@@ -1021,6 +1021,35 @@ fn widest_root(scope: &Scope) -> String {
     }
 }
 
+/// One customer as a run reads it: id, industry (the segment), created_at and the values.
+type InputRow = (i64, Option<String>, i64, Option<RunValues>);
+
+/// A customer's values, read into a map made big enough at once (a run reads a million).
+struct RunValues(HashMap<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for RunValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<RunValues, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RunValues;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RunValues, A::Error> {
+                let mut values = HashMap::with_capacity(map.size_hint().unwrap_or(0).max(14));
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    values.insert(k, v);
+                }
+                Ok(RunValues(values))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// Customers read per query by a run (a range of ids).
 const CUSTOMERS_PER_READ: i64 = 2000;
 
@@ -1051,8 +1080,20 @@ async fn population(
         Sql::new("SELECT MIN(id), MAX(id) FROM customers")
             .fetch_one(&mut *tx)
             .await?;
-    type Row = (i64, Option<String>, i64, Option<HashMap<String, Value>>);
-    let mut rows: Vec<Row> = Vec::new();
+    // the ranges are parsed on a thread of their own while the database reads the next ones
+    let (send, mut ranges) = tokio::sync::mpsc::channel::<(i64, String)>(2);
+    let parser = tokio::task::spawn_blocking(move || -> Result<Vec<InputRow>> {
+        let mut rows: Vec<InputRow> = Vec::new();
+        while let Some((lo, json)) = ranges.blocking_recv() {
+            let part: Vec<InputRow> = serde_json::from_str(&json).map_err(|e| {
+                StoreError::Database(sqlx::Error::Protocol(format!(
+                    "grading inputs of the customers from {lo}: {e}"
+                )))
+            })?;
+            rows.extend(part);
+        }
+        Ok(rows)
+    });
     if let (Some(first), Some(last_id)) = (first, last_id) {
         let mut lo = first;
         while lo <= last_id {
@@ -1065,16 +1106,16 @@ async fn population(
                 .arg(hi);
             let (json,): (Option<String>,) = chunk.fetch_one(&mut *tx).await?;
             if let Some(json) = json {
-                let part: Vec<Row> = serde_json::from_str(&json).map_err(|e| {
-                    StoreError::Database(sqlx::Error::Protocol(format!(
-                        "grading inputs of customers {lo}..{hi}: {e}"
-                    )))
-                })?;
-                rows.extend(part);
+                if send.send((lo, json)).await.is_err() {
+                    // the parser stopped at a range it could not read: its error tells
+                    break;
+                }
             }
             lo = hi;
         }
     }
+    drop(send);
+    let rows = parser.await.expect("parsing inputs does not panic")?;
     // last year's values of the same month, for lifecycle categories (usually a small table)
     let this = Period::parse("period", period)?;
     let last_year = Period {
@@ -1127,7 +1168,7 @@ async fn population(
             last_year: last.remove(&customer_id),
             star_override: overrides.remove(&customer_id),
             inputs: Inputs {
-                values: values.unwrap_or_default(),
+                values: values.map(|v| v.0).unwrap_or_default(),
                 events: events.remove(&customer_id).unwrap_or_default(),
             },
         })
