@@ -904,29 +904,32 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
     let def = definition.clone();
     let period_of = Period::parse("period", &period)?;
     let lifecycle_rules = rules::default_lifecycle_rules();
-    let (members, scored, classes, standing, distribution) = tokio::task::spawn_blocking(move || {
-        // lifecycle and stars on a thread of their own beside the scoring (which takes two)
-        let (scored, classes, standing) = std::thread::scope(|s| {
-            let standing = s.spawn(|| standings(&members, period_of, &lifecycle_rules));
-            let refs: Vec<&Inputs> = members.iter().map(|m| &m.inputs).collect();
-            let scored = rules::score_all(&def, &refs);
-            let classes = classify(&members);
-            (
-                scored,
-                classes,
-                standing.join().expect("standings do not panic"),
-            )
-        });
-        let mut counts: HashMap<&str, i64> = HashMap::new();
-        for s in &scored {
-            *counts.entry(s.grade.as_str()).or_default() += 1;
-        }
-        let distribution: BTreeMap<String, i64> =
-            counts.into_iter().map(|(g, n)| (g.to_string(), n)).collect();
-        (members, scored, classes, standing, distribution)
-    })
-    .await
-    .expect("scoring does not panic");
+    let (members, scored, classes, standing, distribution) =
+        tokio::task::spawn_blocking(move || {
+            // lifecycle and stars on a thread of their own beside the scoring (which takes two)
+            let (scored, classes, standing) = std::thread::scope(|s| {
+                let standing = s.spawn(|| standings(&members, period_of, &lifecycle_rules));
+                let refs: Vec<&Inputs> = members.iter().map(|m| &m.inputs).collect();
+                let scored = rules::score_all(&def, &refs);
+                let classes = classify(&members);
+                (
+                    scored,
+                    classes,
+                    standing.join().expect("standings do not panic"),
+                )
+            });
+            let mut counts: HashMap<&str, i64> = HashMap::new();
+            for s in &scored {
+                *counts.entry(s.grade.as_str()).or_default() += 1;
+            }
+            let distribution: BTreeMap<String, i64> = counts
+                .into_iter()
+                .map(|(g, n)| (g.to_string(), n))
+                .collect();
+            (members, scored, classes, standing, distribution)
+        })
+        .await
+        .expect("scoring does not panic");
     timings.score = phase.elapsed();
 
     let phase = std::time::Instant::now();
@@ -964,7 +967,14 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
         .push(") RETURNING id")
         .fetch_i64(&mut *tx)
         .await?;
-    insert_results(
+    // a million results go into two indexes: SQLite gets a page cache to match while it writes
+    let sqlite = db.backend == crate::Backend::Sqlite;
+    if sqlite {
+        Sql::new(&format!("PRAGMA cache_size = {RUN_CACHE_SIZE}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let inserted = insert_results(
         &mut tx,
         db.backend,
         run_id,
@@ -976,7 +986,14 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
             lifecycle_rules: rules::default_lifecycle_rules(),
         },
     )
-    .await?;
+    .await;
+    if sqlite {
+        // back to SQLite's default for the connection's other uses
+        Sql::new("PRAGMA cache_size = -2000")
+            .execute(&mut *tx)
+            .await?;
+    }
+    inserted?;
     let duration_ms = started.elapsed().as_millis() as i64;
     Sql::new("UPDATE scoring_runs SET duration_ms = ")
         .arg(duration_ms)
@@ -1064,10 +1081,11 @@ async fn population(
     let mut tx = db.read().await?;
     // One row per range of customer ids, holding the range's customers as one JSON array of
     // [id, industry, created_at, values]: a million customers are a few hundred rows, each parsed
-    // straight into the values, instead of a million rows handed over one by one.
+    // straight into the values, instead of a million rows handed over one by one
+    // (the values are stored as JSON already: they are joined in as they are)
     let select = match db.backend {
-        crate::Backend::Sqlite => "SELECT json_group_array(json_array(c.id, c.industry, c.created_at, json(i.input_values)) ORDER BY c.id)",
-        crate::Backend::Postgres => "SELECT CAST(json_agg(json_build_array(c.id, c.industry, c.created_at, CAST(i.input_values AS json)) ORDER BY c.id) AS TEXT)",
+        crate::Backend::Sqlite => "SELECT '[' || group_concat('[' || c.id || ',' || json_quote(c.industry) || ',' || c.created_at || ',' || COALESCE(i.input_values, 'null') || ']', ',' ORDER BY c.id) || ']'",
+        crate::Backend::Postgres => "SELECT '[' || string_agg('[' || c.id || ',' || COALESCE(CAST(to_json(c.industry) AS TEXT), 'null') || ',' || c.created_at || ',' || COALESCE(i.input_values, 'null') || ']', ',' ORDER BY c.id) || ']'",
     };
     let mut sql = Sql::new(&format!("{select} FROM customers c JOIN orgs o ON o.id = c.org_id LEFT JOIN scoring_inputs i ON i.customer_id = c.id AND i.period = "));
     sql.arg(period)
@@ -1217,6 +1235,9 @@ fn classify(members: &[Member]) -> Vec<(Option<&'static str>, Option<&'static st
 /// numbers and fixed codes; grades and breakdowns are quoted): binding a million texts through
 /// sqlx's `Any` costs more than the insert itself.
 const RESULT_BATCH: usize = 1000;
+
+/// SQLite's page cache while a run writes its results (KiB when negative, as the pragma reads).
+const RUN_CACHE_SIZE: i64 = -262_144;
 
 /// Statements written ahead of the one the database is running.
 const STATEMENTS_AHEAD: usize = 4;
