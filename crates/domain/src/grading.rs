@@ -769,9 +769,15 @@ impl Scored {
     /// The breakdown as stored with a result: per line `[input, score, rule, numbers…]`, short
     /// enough for a million results a run; [`read_breakdown`] restores the rest from the model.
     pub fn stored_breakdown(&self) -> String {
+        let mut out = String::with_capacity(24 * self.breakdown.len() + 2);
+        self.write_breakdown(&mut out);
+        out
+    }
+
+    /// [`Scored::stored_breakdown`], appended to `out`.
+    pub fn write_breakdown(&self, out: &mut String) {
         use std::fmt::Write;
         // written by hand: a run writes a million of these
-        let mut out = String::with_capacity(24 * self.breakdown.len() + 2);
         out.push('[');
         for (i, l) in self.breakdown.iter().enumerate() {
             if i > 0 {
@@ -780,12 +786,13 @@ impl Scored {
             out.push('[');
             match &l.input {
                 None => out.push_str("null"),
-                Some(Value::Number(n)) => out.push_str(&json_number(*n)),
+                Some(Value::Number(n)) => push_json_number(out, *n),
                 Some(Value::Text(t)) => {
                     out.push_str(&serde_json::Value::String(t.clone()).to_string())
                 }
             }
-            let _ = write!(out, ",{}", json_number(l.score));
+            out.push(',');
+            push_json_number(out, l.score);
             let flag = |b: bool| u8::from(b);
             let _ = match &l.why {
                 Why::Missing => write!(out, ",\"m\""),
@@ -806,7 +813,16 @@ impl Scored {
             out.push(']');
         }
         out.push(']');
-        out
+    }
+}
+
+/// [`json_number`], appended to `out` without a String of its own.
+fn push_json_number(out: &mut String, x: f64) {
+    use std::fmt::Write;
+    if x.is_finite() {
+        let _ = write!(out, "{x:?}");
+    } else {
+        out.push('0');
     }
 }
 

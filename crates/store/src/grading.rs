@@ -904,19 +904,32 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
     let def = definition.clone();
     let period_of = Period::parse("period", &period)?;
     let lifecycle_rules = rules::default_lifecycle_rules();
-    let (members, scored, classes, standing) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&Inputs> = members.iter().map(|m| &m.inputs).collect();
-        let scored = rules::score_all(&def, &refs);
-        let classes = classify(&members);
-        let standing = standings(&members, period_of, &lifecycle_rules);
-        (members, scored, classes, standing)
-    })
-    .await
-    .expect("scoring does not panic");
-    let mut distribution: BTreeMap<String, i64> = BTreeMap::new();
-    for s in &scored {
-        *distribution.entry(s.grade.clone()).or_default() += 1;
-    }
+    let (members, scored, classes, standing, distribution) =
+        tokio::task::spawn_blocking(move || {
+            // lifecycle and stars on a thread of their own beside the scoring (which takes two)
+            let (scored, classes, standing) = std::thread::scope(|s| {
+                let standing = s.spawn(|| standings(&members, period_of, &lifecycle_rules));
+                let refs: Vec<&Inputs> = members.iter().map(|m| &m.inputs).collect();
+                let scored = rules::score_all(&def, &refs);
+                let classes = classify(&members);
+                (
+                    scored,
+                    classes,
+                    standing.join().expect("standings do not panic"),
+                )
+            });
+            let mut counts: HashMap<&str, i64> = HashMap::new();
+            for s in &scored {
+                *counts.entry(s.grade.as_str()).or_default() += 1;
+            }
+            let distribution: BTreeMap<String, i64> = counts
+                .into_iter()
+                .map(|(g, n)| (g.to_string(), n))
+                .collect();
+            (members, scored, classes, standing, distribution)
+        })
+        .await
+        .expect("scoring does not panic");
     timings.score = phase.elapsed();
 
     let phase = std::time::Instant::now();
@@ -954,17 +967,33 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
         .push(") RETURNING id")
         .fetch_i64(&mut *tx)
         .await?;
-    let lifecycle_rules = rules::default_lifecycle_rules();
-    insert_results(
+    // a million results go into two indexes: SQLite gets a page cache to match while it writes
+    let sqlite = db.backend == crate::Backend::Sqlite;
+    if sqlite {
+        Sql::new(&format!("PRAGMA cache_size = {RUN_CACHE_SIZE}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let inserted = insert_results(
         &mut tx,
+        db.backend,
         run_id,
-        &members,
-        &scored,
-        &classes,
-        &standing,
-        &lifecycle_rules,
+        Results {
+            members,
+            scored,
+            classes,
+            standing,
+            lifecycle_rules: rules::default_lifecycle_rules(),
+        },
     )
-    .await?;
+    .await;
+    if sqlite {
+        // back to SQLite's default for the connection's other uses
+        Sql::new("PRAGMA cache_size = -2000")
+            .execute(&mut *tx)
+            .await?;
+    }
+    inserted?;
     let duration_ms = started.elapsed().as_millis() as i64;
     Sql::new("UPDATE scoring_runs SET duration_ms = ")
         .arg(duration_ms)
@@ -1009,6 +1038,38 @@ fn widest_root(scope: &Scope) -> String {
     }
 }
 
+/// One customer as a run reads it: id, industry (the segment), created_at and the values.
+type InputRow = (i64, Option<String>, i64, Option<RunValues>);
+
+/// A customer's values, read into a map made big enough at once (a run reads a million).
+struct RunValues(HashMap<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for RunValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<RunValues, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RunValues;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RunValues, A::Error> {
+                let mut values = HashMap::with_capacity(map.size_hint().unwrap_or(0).max(14));
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    values.insert(k, v);
+                }
+                Ok(RunValues(values))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Customers read per query by a run (a range of ids).
+const CUSTOMERS_PER_READ: i64 = 2000;
+
 /// The customers a run scores, with their inputs and events for the period.
 async fn population(
     db: &Db,
@@ -1018,15 +1079,61 @@ async fn population(
     model: &ScoringModel,
 ) -> Result<Vec<Member>> {
     let mut tx = db.read().await?;
-    let mut sql = Sql::new("SELECT c.id, c.industry, c.created_at, i.input_values FROM customers c JOIN orgs o ON o.id = c.org_id LEFT JOIN scoring_inputs i ON i.customer_id = c.id AND i.period = ");
+    // One row per range of customer ids, holding the range's customers as one JSON array of
+    // [id, industry, created_at, values]: a million customers are a few hundred rows, each parsed
+    // straight into the values, instead of a million rows handed over one by one
+    // (the values are stored as JSON already: they are joined in as they are)
+    let select = match db.backend {
+        crate::Backend::Sqlite => "SELECT '[' || group_concat('[' || c.id || ',' || json_quote(c.industry) || ',' || c.created_at || ',' || COALESCE(i.input_values, 'null') || ']', ',' ORDER BY c.id) || ']'",
+        crate::Backend::Postgres => "SELECT '[' || string_agg('[' || c.id || ',' || COALESCE(CAST(to_json(c.industry) AS TEXT), 'null') || ',' || c.created_at || ',' || COALESCE(i.input_values, 'null') || ']', ',' ORDER BY c.id) || ']'",
+    };
+    let mut sql = Sql::new(&format!("{select} FROM customers c JOIN orgs o ON o.id = c.org_id LEFT JOIN scoring_inputs i ON i.customer_id = c.id AND i.period = "));
     sql.arg(period)
         .push(" WHERE c.kind IN ('customer', 'agent') AND ");
     reachable(&mut sql, scope, "customer.view");
     if let Some(org_id) = org_id {
         crate::db::only_under(db, &mut sql, &scope.reach("grading.manage"), org_id).await?;
     }
-    sql.push(" ORDER BY c.id");
-    let rows: Vec<(i64, Option<String>, i64, Option<String>)> = sql.fetch_all(&mut *tx).await?;
+    let (first, last_id): (Option<i64>, Option<i64>) =
+        Sql::new("SELECT MIN(id), MAX(id) FROM customers")
+            .fetch_one(&mut *tx)
+            .await?;
+    // the ranges are parsed on a thread of their own while the database reads the next ones
+    let (send, mut ranges) = tokio::sync::mpsc::channel::<(i64, String)>(2);
+    let parser = tokio::task::spawn_blocking(move || -> Result<Vec<InputRow>> {
+        let mut rows: Vec<InputRow> = Vec::new();
+        while let Some((lo, json)) = ranges.blocking_recv() {
+            let part: Vec<InputRow> = serde_json::from_str(&json).map_err(|e| {
+                StoreError::Database(sqlx::Error::Protocol(format!(
+                    "grading inputs of the customers from {lo}: {e}"
+                )))
+            })?;
+            rows.extend(part);
+        }
+        Ok(rows)
+    });
+    if let (Some(first), Some(last_id)) = (first, last_id) {
+        let mut lo = first;
+        while lo <= last_id {
+            let hi = lo.saturating_add(CUSTOMERS_PER_READ);
+            let mut chunk = sql.clone();
+            chunk
+                .push(" AND c.id >= ")
+                .arg(lo)
+                .push(" AND c.id < ")
+                .arg(hi);
+            let (json,): (Option<String>,) = chunk.fetch_one(&mut *tx).await?;
+            if let Some(json) = json {
+                if send.send((lo, json)).await.is_err() {
+                    // the parser stopped at a range it could not read: its error tells
+                    break;
+                }
+            }
+            lo = hi;
+        }
+    }
+    drop(send);
+    let rows = parser.await.expect("parsing inputs does not panic")?;
     // last year's values of the same month, for lifecycle categories (usually a small table)
     let this = Period::parse("period", period)?;
     let last_year = Period {
@@ -1072,16 +1179,14 @@ async fn population(
     tx.commit().await?;
     Ok(rows
         .into_iter()
-        .map(|(customer_id, segment, created_at, json)| Member {
+        .map(|(customer_id, segment, created_at, values)| Member {
             customer_id,
             segment,
             created_at,
             last_year: last.remove(&customer_id),
             star_override: overrides.remove(&customer_id),
             inputs: Inputs {
-                values: json
-                    .and_then(|j| serde_json::from_str(&j).ok())
-                    .unwrap_or_default(),
+                values: values.map(|v| v.0).unwrap_or_default(),
                 events: events.remove(&customer_id).unwrap_or_default(),
             },
         })
@@ -1131,48 +1236,107 @@ fn classify(members: &[Member]) -> Vec<(Option<&'static str>, Option<&'static st
 /// sqlx's `Any` costs more than the insert itself.
 const RESULT_BATCH: usize = 1000;
 
+/// SQLite's page cache while a run writes its results (KiB when negative, as the pragma reads).
+const RUN_CACHE_SIZE: i64 = -262_144;
+
+/// Statements written ahead of the one the database is running.
+const STATEMENTS_AHEAD: usize = 4;
+
 /// A SQL string literal: quotes doubled. Grades and breakdowns hold no control characters
 /// (grades are checked; JSON escapes them), and both backends read backslashes literally.
-fn quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+fn push_quoted(out: &mut String, text: &str) {
+    out.push('\'');
+    for (i, part) in text.split('\'').enumerate() {
+        if i > 0 {
+            out.push_str("''");
+        }
+        out.push_str(part);
+    }
+    out.push('\'');
 }
 
-async fn insert_results(
-    tx: &mut Transaction<'static, Any>,
-    run_id: i64,
-    members: &[Member],
-    scored: &[rules::Scored],
-    classes: &[(Option<&'static str>, Option<&'static str>)],
-    standing: &[Standing],
-    lifecycle_rules: &[rules::LifecycleRule],
-) -> Result<()> {
-    use std::fmt::Write;
-    let code = |c: Option<&str>| c.map_or_else(|| "NULL".to_string(), |c| format!("'{c}'"));
-    for start in (0..members.len()).step_by(RESULT_BATCH) {
-        let end = (start + RESULT_BATCH).min(members.len());
-        let mut text = String::with_capacity(200 * (end - start));
+/// What a run stores, by customer in the same order.
+struct Results {
+    members: Vec<Member>,
+    scored: Vec<rules::Scored>,
+    classes: Vec<(Option<&'static str>, Option<&'static str>)>,
+    standing: Vec<Standing>,
+    lifecycle_rules: Vec<rules::LifecycleRule>,
+}
+
+impl Results {
+    /// The INSERT of results `start..end`.
+    fn statement(&self, run_id: i64, start: usize, end: usize) -> String {
+        use std::fmt::Write;
+        let code = |out: &mut String, c: Option<&str>| match c {
+            Some(c) => {
+                out.push_str(", ");
+                push_quoted(out, c);
+            }
+            None => out.push_str(", NULL"),
+        };
+        let mut text = String::with_capacity(200 * (end - start) + 128);
+        let mut breakdown = String::with_capacity(256);
         text.push_str("INSERT INTO grade_results (run_id, customer_id, score, grade, abc, scale_tier, lifecycle, stars, breakdown) VALUES ");
         for i in start..end {
             if i > start {
                 text.push_str(", ");
             }
+            let s = &self.scored[i];
             let _ = write!(
                 text,
-                "({run_id}, {}, {:?}, {}, {}, {}, {}, {}, {})",
-                members[i].customer_id,
-                scored[i].score,
-                quoted(&scored[i].grade),
-                code(classes[i].0),
-                code(classes[i].1),
-                code(standing[i].0.map(|r| lifecycle_rules[r].category.as_str())),
-                standing[i]
-                    .1
-                    .map_or_else(|| "NULL".to_string(), |n| n.to_string()),
-                quoted(&scored[i].stored_breakdown())
+                "({run_id}, {}, {:?}, ",
+                self.members[i].customer_id, s.score
             );
+            push_quoted(&mut text, &s.grade);
+            code(&mut text, self.classes[i].0);
+            code(&mut text, self.classes[i].1);
+            code(
+                &mut text,
+                self.standing[i]
+                    .0
+                    .map(|r| self.lifecycle_rules[r].category.as_str()),
+            );
+            match self.standing[i].1 {
+                Some(n) => {
+                    let _ = write!(text, ", {n}, ");
+                }
+                None => text.push_str(", NULL, "),
+            }
+            breakdown.clear();
+            s.write_breakdown(&mut breakdown);
+            push_quoted(&mut text, &breakdown);
+            text.push(')');
         }
-        Sql::new(&text).execute(&mut **tx).await?;
+        text
     }
+}
+
+/// Writes a run's results. The statements are written on a thread of their own while the
+/// database runs the ones before (two cores: one writes SQL text, the other runs it), and the
+/// results are dropped there too.
+async fn insert_results(
+    tx: &mut Transaction<'static, Any>,
+    backend: crate::Backend,
+    run_id: i64,
+    results: Results,
+) -> Result<()> {
+    let (send, mut statements) = tokio::sync::mpsc::channel::<String>(STATEMENTS_AHEAD);
+    let writer = tokio::task::spawn_blocking(move || {
+        let n = results.members.len();
+        for start in (0..n).step_by(RESULT_BATCH) {
+            let text = results.statement(run_id, start, (start + RESULT_BATCH).min(n));
+            if send.blocking_send(text).is_err() {
+                // the insert failed and stopped listening
+                break;
+            }
+        }
+        drop(results);
+    });
+    while let Some(text) = statements.recv().await {
+        Sql::bulk(backend, &text).execute(&mut **tx).await?;
+    }
+    writer.await.expect("writing statements does not panic");
     Ok(())
 }
 
