@@ -601,12 +601,8 @@ pub async fn rename_business_type(
         },
     )
     .await?;
-    let bt: BusinessType = Sql::new(&format!("{BUSINESS_TYPE_SELECT} WHERE bt.id = "))
-        .arg(id)
-        .fetch_one(&mut *tx)
-        .await?;
     tx.commit().await?;
-    Ok(bt)
+    Ok(BusinessType { name, ..before })
 }
 
 /// Deletes a business type nothing uses yet. One a window or a past service uses stays, so

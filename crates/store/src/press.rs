@@ -270,13 +270,9 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
             .await?;
     }
     let stored = stored_presses(&mut tx, db.backend, requests).await?;
-    let mut devices: Vec<&Device> = requests.iter().map(|r| &r.device).collect();
-    devices.sort_unstable_by_key(|d| d.org_path.as_str());
-    devices.dedup_by_key(|d| d.org_path.as_str());
-    let parsed: Vec<OrgPath> = devices.iter().map(|d| d.path()).collect();
-    let settings: HashMap<&str, EvaluationSettings> = devices
+    let (paths, parsed) = distinct_paths(requests.iter().map(|r| &r.device));
+    let settings: HashMap<&str, EvaluationSettings> = paths
         .into_iter()
-        .map(|d| d.org_path.as_str())
         .zip(settings_for_each(&mut *tx, &parsed).await?)
         .collect();
     let settings_of = |r: &Request| &settings[r.device.org_path.as_str()];
@@ -399,6 +395,17 @@ async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome
         }));
     }
     Ok(outcomes.into_iter().map(|o| o.expect("filled")).collect())
+}
+
+/// The distinct org paths of `devices`, as stored and parsed, for settings read in one query.
+fn distinct_paths<'a>(devices: impl Iterator<Item = &'a Device>) -> (Vec<&'a str>, Vec<OrgPath>) {
+    let mut devices: Vec<&Device> = devices.collect();
+    devices.sort_unstable_by_key(|d| d.org_path.as_str());
+    devices.dedup_by_key(|d| d.org_path.as_str());
+    devices
+        .into_iter()
+        .map(|d| (d.org_path.as_str(), d.path()))
+        .unzip()
 }
 
 /// The batch's additions to the statistics roll-ups, written in its transaction.
@@ -733,13 +740,9 @@ async fn open_follow_ups(
             .map(|(id, name, no)| (id, (name, no)))
             .collect()
     };
-    let mut devices: Vec<&Device> = negatives.iter().map(|&i| &requests[i].device).collect();
-    devices.sort_unstable_by_key(|d| d.org_path.as_str());
-    devices.dedup_by_key(|d| d.org_path.as_str());
-    let parsed: Vec<OrgPath> = devices.iter().map(|d| d.path()).collect();
-    let channels: HashMap<&str, Vec<Channel>> = devices
-        .iter()
-        .map(|d| d.org_path.as_str())
+    let (paths, parsed) = distinct_paths(negatives.iter().map(|&i| &requests[i].device));
+    let channels: HashMap<&str, Vec<Channel>> = paths
+        .into_iter()
         .zip(crate::notify::alert_settings_for_each(&mut **tx, &parsed).await?)
         .map(|(path, s)| (path, s.channels))
         .collect();
