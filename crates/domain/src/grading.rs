@@ -1539,6 +1539,115 @@ pub struct StarOverride {
 /// Contribution points for 1, 2 and 3 stars.
 pub const STAR_THRESHOLDS: [f64; 3] = [100.0, 300.0, 1000.0];
 
+/// What an org classifies its customers with beyond the scoring model, inherited down the tree:
+/// the lifecycle rules (first match wins, in this order) and the contribution points for each star.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradingSettings {
+    pub lifecycle_rules: Vec<LifecycleRule>,
+    /// Contribution points for 1, 2, … stars, ascending.
+    pub star_thresholds: Vec<f64>,
+}
+
+impl Default for GradingSettings {
+    fn default() -> Self {
+        GradingSettings {
+            lifecycle_rules: default_lifecycle_rules(),
+            star_thresholds: STAR_THRESHOLDS.to_vec(),
+        }
+    }
+}
+
+/// At most this many star levels (thresholds).
+pub const MAX_STARS: usize = 7;
+/// At most this many lifecycle rules, and conditions per rule.
+pub const MAX_LIFECYCLE_RULES: usize = 30;
+pub const MAX_CONDITIONS: usize = 10;
+
+impl GradingSettings {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let t = &self.star_thresholds;
+        if t.is_empty() || t.len() > MAX_STARS {
+            return Err(Invalid::new(
+                "star_thresholds",
+                "out_of_range",
+                format!("give 1 to {MAX_STARS} thresholds, one per star"),
+            ));
+        }
+        for (i, v) in t.iter().enumerate() {
+            if !v.is_finite() || *v <= 0.0 {
+                return Err(Invalid::new(
+                    &format!("star_thresholds[{i}]"),
+                    "out_of_range",
+                    "a threshold is a number of points above 0",
+                ));
+            }
+            if i > 0 && *v <= t[i - 1] {
+                return Err(Invalid::new(
+                    &format!("star_thresholds[{i}]"),
+                    "not_ascending",
+                    format!(
+                        "{} stars need more points than {} ({v} is not above {})",
+                        i + 1,
+                        i,
+                        t[i - 1]
+                    ),
+                ));
+            }
+        }
+        let rules = &self.lifecycle_rules;
+        if rules.len() > MAX_LIFECYCLE_RULES {
+            return Err(Invalid::new(
+                "lifecycle_rules",
+                "too_many",
+                format!("at most {MAX_LIFECYCLE_RULES} lifecycle rules"),
+            ));
+        }
+        for (i, r) in rules.iter().enumerate() {
+            let at = |what: &str| format!("lifecycle_rules[{i}].{what}");
+            let category = r.category.trim();
+            if category.is_empty() || category.chars().count() > 40 {
+                return Err(Invalid::new(
+                    &at("category"),
+                    "invalid",
+                    "a category is a name of 1 to 40 characters",
+                ));
+            }
+            if r.all.len() + r.any.len() > MAX_CONDITIONS {
+                return Err(Invalid::new(
+                    &at("all"),
+                    "too_many",
+                    format!("at most {MAX_CONDITIONS} conditions in a rule"),
+                ));
+            }
+            if let Some((j, _)) = r
+                .all
+                .iter()
+                .chain(&r.any)
+                .enumerate()
+                .find(|(_, c)| !c.value.is_finite())
+            {
+                return Err(Invalid::new(
+                    &at("all"),
+                    "invalid_number",
+                    format!("condition {} has no finite value", j + 1),
+                ));
+            }
+            if r.all.is_empty() && r.any.is_empty() && i + 1 < rules.len() {
+                return Err(Invalid::new(
+                    &at("all"),
+                    "unreachable",
+                    format!(
+                        "rule {} has no condition and matches every customer: the {} rule(s) after it could never match",
+                        i + 1,
+                        rules.len() - i - 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A customer's figures for lifecycle categories from a period's values (`sales_amount`,
 /// `order_batches`, `collection_rate`, `return_rate`, `arrears`) and those of the same period a
 /// year before (last year's sales from them, else from `sales_growth_yoy`). None without a sales
@@ -1953,6 +2062,45 @@ mod tests {
         let mut halved = f(200_000.0, 5.0, 99.0, 1.0, 0.0, false);
         halved.last_year_sales_amount = 500_000.0;
         assert_eq!(lifecycle(&rules, &halved), Some("deteriorating"));
+    }
+
+    #[test]
+    fn grading_settings_validation() {
+        assert_eq!(GradingSettings::default().validate(), Ok(()));
+        let with = |t: Vec<f64>| GradingSettings {
+            star_thresholds: t,
+            ..GradingSettings::default()
+        };
+        assert_eq!(
+            with(vec![100.0, 100.0]).validate().unwrap_err().code,
+            "not_ascending"
+        );
+        assert_eq!(with(vec![]).validate().unwrap_err().code, "out_of_range");
+        assert_eq!(with(vec![0.0]).validate().unwrap_err().code, "out_of_range");
+        assert_eq!(
+            with(vec![50.0, 80.0, 500.0, 900.0, 2000.0]).validate(),
+            Ok(())
+        );
+        let mut catch_all = GradingSettings::default();
+        catch_all.lifecycle_rules.insert(
+            1,
+            LifecycleRule {
+                category: "other".into(),
+                all: vec![],
+                any: vec![],
+            },
+        );
+        let e = catch_all.validate().unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.code),
+            ("lifecycle_rules[1].all", "unreachable")
+        );
+        // as the last rule it is a fallback
+        let last = catch_all.lifecycle_rules.remove(1);
+        catch_all.lifecycle_rules.push(last);
+        assert_eq!(catch_all.validate(), Ok(()));
+        catch_all.lifecycle_rules[0].category = "  ".into();
+        assert_eq!(catch_all.validate().unwrap_err().code, "invalid");
     }
 
     #[test]

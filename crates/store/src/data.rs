@@ -664,23 +664,14 @@ pub struct RetentionInForce {
 
 pub async fn retention(db: &Db, scope: &Scope, org_id: i64) -> Result<RetentionInForce> {
     let (path, _, _) = org_to_clean(db, scope, org_id).await?;
-    let nearest: Option<(i64, Retention)> = settings::nearest(&db.pool, &path, RETENTION).await?;
-    let from_org_name = match &nearest {
-        Some((from, _)) => Some(
-            Sql::new("SELECT name FROM orgs WHERE id = ")
-                .arg(*from)
-                .fetch_one::<(String,), _>(&db.pool)
-                .await?
-                .0,
-        ),
-        None => None,
-    };
+    let nearest: Option<(i64, String, Retention)> =
+        settings::nearest_named(&mut *db.pool.acquire().await?, &path, RETENTION).await?;
     Ok(RetentionInForce {
         org_id,
-        keep_months: nearest.and_then(|(_, r)| r.keep_months),
-        own: nearest.is_some_and(|(from, _)| from == org_id),
-        from_org_id: nearest.map(|(from, _)| from),
-        from_org_name,
+        keep_months: nearest.as_ref().and_then(|(_, _, r)| r.keep_months),
+        own: nearest.as_ref().is_some_and(|(from, _, _)| *from == org_id),
+        from_org_id: nearest.as_ref().map(|(from, _, _)| *from),
+        from_org_name: nearest.map(|(_, name, _)| name),
     })
 }
 

@@ -120,24 +120,13 @@ pub struct SettingsInForce {
 pub async fn settings(db: &Db, scope: &Scope, org_id: i64) -> Result<SettingsInForce> {
     let mut tx = db.read().await?;
     let path = org_in(&mut tx, scope, "org.view", org_id).await?;
-    let nearest = settings::nearest(&mut *tx, &path, SETTINGS).await?;
-    // the ancestor may lie outside the caller's reach; its name is no secret to those it governs
-    let from_org_name = match &nearest {
-        Some((from, _)) => Some(
-            Sql::new("SELECT name FROM orgs WHERE id = ")
-                .arg(*from)
-                .fetch_one::<(String,), _>(&mut *tx)
-                .await?
-                .0,
-        ),
-        None => None,
-    };
+    let nearest = settings::nearest_named(&mut tx, &path, SETTINGS).await?;
     tx.commit().await?;
     Ok(match nearest {
-        Some((from, settings)) => SettingsInForce {
+        Some((from, from_org_name, settings)) => SettingsInForce {
             settings,
             from_org_id: Some(from),
-            from_org_name,
+            from_org_name: Some(from_org_name),
         },
         None => SettingsInForce {
             settings: EvaluationSettings::default(),
@@ -147,7 +136,7 @@ pub async fn settings(db: &Db, scope: &Scope, org_id: i64) -> Result<SettingsInF
     })
 }
 
-async fn org_in(
+pub(crate) async fn org_in(
     tx: &mut Transaction<'static, Any>,
     scope: &Scope,
     permission: &str,

@@ -5,9 +5,10 @@
 use crate::audit::{self, Entry};
 use crate::customers::reachable;
 use crate::db::{decode_cursor, id_cursor};
-use crate::{Db, Page, Result, Sql, StoreError};
+use crate::{grading_settings, require, Db, Page, Result, Sql, StoreError};
 use keping_domain::grading::{
-    self as rules, read_breakdown, Inputs, Line, Period, ScoringModel, Source, Value,
+    self as rules, read_breakdown, GradingSettings, Inputs, Line, Period, ScoringModel, Source,
+    Value,
 };
 use keping_domain::org::OrgPath;
 use keping_domain::scope::{Reach, Scope};
@@ -15,14 +16,6 @@ use keping_domain::{now_millis, ser_time, Invalid, Millis};
 use serde::Serialize;
 use sqlx::{Any, Executor, Transaction};
 use std::collections::{BTreeMap, HashMap};
-
-fn require(scope: &Scope, permission: &'static str) -> Result<()> {
-    if scope.has(permission) {
-        Ok(())
-    } else {
-        Err(StoreError::Forbidden(permission))
-    }
-}
 
 // ---------------------------------------------------------------- models
 
@@ -806,11 +799,8 @@ type Standing = (Option<usize>, Option<i64>);
 
 /// Lifecycle categories from the period's figures against last year's (first matching rule), and
 /// star levels from contribution points, an override in force for the period taking precedence.
-fn standings(
-    members: &[Member],
-    period: Period,
-    rules_list: &[rules::LifecycleRule],
-) -> Vec<Standing> {
+fn standings(members: &[Member], period: Period, settings: &GradingSettings) -> Vec<Standing> {
+    let rules_list = &settings.lifecycle_rules;
     let first_day = chrono::NaiveDate::from_ymd_opt(period.year, period.month, 1)
         .expect("periods are valid months");
     members
@@ -836,7 +826,7 @@ fn standings(
             let stars = (points.is_some() || in_force.is_some()).then(|| {
                 i64::from(rules::star_level(
                     points.unwrap_or(0.0),
-                    &rules::STAR_THRESHOLDS,
+                    &settings.star_thresholds,
                     in_force,
                     first_day,
                 ))
@@ -903,12 +893,15 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
     let scored_count = members.len() as i64;
     let def = definition.clone();
     let period_of = Period::parse("period", &period)?;
-    let lifecycle_rules = rules::default_lifecycle_rules();
+    let settings_path = OrgPath::parse(&org_path).unwrap_or_else(|| scope.org_path.clone());
+    let settings =
+        grading_settings::in_force(&mut *db.pool.acquire().await?, &settings_path).await?;
+    let lifecycle_rules = settings.lifecycle_rules.clone();
     let (members, scored, classes, standing, distribution) =
         tokio::task::spawn_blocking(move || {
             // lifecycle and stars on a thread of their own beside the scoring (which takes two)
             let (scored, classes, standing) = std::thread::scope(|s| {
-                let standing = s.spawn(|| standings(&members, period_of, &lifecycle_rules));
+                let standing = s.spawn(|| standings(&members, period_of, &settings));
                 let refs: Vec<&Inputs> = members.iter().map(|m| &m.inputs).collect();
                 let scored = rules::score_all(&def, &refs);
                 let classes = classify(&members);
@@ -983,7 +976,7 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
             scored,
             classes,
             standing,
-            lifecycle_rules: rules::default_lifecycle_rules(),
+            lifecycle_rules,
         },
     )
     .await;
@@ -2166,7 +2159,13 @@ pub async fn set_star_override(
     until: Option<&str>,
 ) -> Result<StarLevelOverride> {
     require(scope, "grading.manage")?;
-    let max = rules::STAR_THRESHOLDS.len() as i64;
+    let mut tx = db.begin().await?;
+    let path = visible_customer(&mut *tx, scope, customer_id).await?;
+    let customer_path = OrgPath::parse(&path).expect("stored org paths are well formed");
+    let max = grading_settings::in_force(&mut tx, &customer_path)
+        .await?
+        .star_thresholds
+        .len() as i64;
     if !(0..=max).contains(&level) {
         return Err(Invalid::new(
             "level",
@@ -2188,8 +2187,6 @@ pub async fn set_star_override(
                 })
         })
         .transpose()?;
-    let mut tx = db.begin().await?;
-    let path = visible_customer(&mut *tx, scope, customer_id).await?;
     Sql::new("DELETE FROM star_overrides WHERE customer_id = ")
         .arg(customer_id)
         .execute(&mut *tx)

@@ -4,13 +4,14 @@
 
 use crate::audit::{self, Entry};
 use crate::grading::{self, RunRequest};
-use crate::{accounts, notify, stats, Db, Result, Sql, StoreError};
+use crate::{accounts, notify, require, stats, Db, Result, Sql, StoreError};
 use keping_domain::notify::{Channel, Notice};
 use keping_domain::reports::{churn_reasons, last_closed, Frequency};
 use keping_domain::scope::Scope;
 use keping_domain::{now_millis, Invalid, Millis};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -38,13 +39,17 @@ pub struct GradingSchedule {
     pub idle_days: i64,
     pub last_period: String,
     pub last_run_id: Option<i64>,
+    pub org_name: String,
+    pub model_name: String,
     #[serde(skip)]
     pub created_by: i64,
+    #[serde(skip)]
+    pub org_path: String,
     #[serde(skip)]
     pub timezone: String,
 }
 
-const SELECT: &str = "SELECT g.id, g.org_id, g.model_id, g.channels, g.idle_days, g.last_period, g.last_run_id, g.created_by, o.timezone FROM grading_schedules g JOIN orgs o ON o.id = g.org_id";
+const SELECT: &str = "SELECT g.id, g.org_id, g.model_id, g.channels, g.idle_days, g.last_period, g.last_run_id, o.name AS org_name, m.name AS model_name, g.created_by, o.path AS org_path, o.timezone FROM grading_schedules g JOIN orgs o ON o.id = g.org_id JOIN scoring_models m ON m.id = g.model_id";
 
 /// A monthly grading schedule for an org in the caller's grading reach; the first run is for the
 /// month that closes next.
@@ -114,6 +119,57 @@ pub async fn create(
     sql.fetch_one(&db.pool).await
 }
 
+impl GradingSchedule {
+    /// Where the warnings go.
+    pub fn channels(&self) -> Vec<Channel> {
+        serde_json::from_str(&self.channels).unwrap_or_default()
+    }
+}
+
+/// The schedules of orgs in the caller's grading reach.
+pub async fn list(db: &Db, scope: &Scope) -> Result<Vec<GradingSchedule>> {
+    require(scope, "grading.manage")?;
+    let mut sql = Sql::new(SELECT);
+    sql.push(" WHERE ")
+        .reach("o.path", &scope.reach("grading.manage"))
+        .push(" ORDER BY o.path, g.id");
+    sql.fetch_all(&db.pool).await
+}
+
+/// Stops a schedule; the runs it made stay.
+pub async fn delete(db: &Db, scope: &Scope, id: i64) -> Result<()> {
+    require(scope, "grading.manage")?;
+    let mut tx = db.begin().await?;
+    let mut sql = Sql::new(SELECT);
+    sql.push(" WHERE g.id = ")
+        .arg(id)
+        .push(" AND ")
+        .reach("o.path", &scope.reach("grading.manage"));
+    let s: GradingSchedule = sql
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Sql::new("DELETE FROM grading_schedules WHERE id = ")
+        .arg(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        scope.into(),
+        Entry {
+            org_path: &s.org_path,
+            action: "delete",
+            entity: "grading_schedule",
+            entity_id: Some(id),
+            summary: s.model_name.clone(),
+            changes: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// What one scheduled run did.
 #[derive(Debug, Clone)]
 pub struct Ran {
@@ -123,6 +179,10 @@ pub struct Ran {
     pub downgraded: usize,
     pub churn: usize,
     pub deliveries: usize,
+}
+
+fn texts(lines: &[(i64, String)]) -> Vec<&str> {
+    lines.iter().map(|(_, l)| l.as_str()).collect()
 }
 
 fn previous_month(period: &str) -> String {
@@ -189,9 +249,10 @@ async fn run_one(db: &Db, s: &GradingSchedule, period: &str, base_url: &str) -> 
     )
     .await?;
     let diff = grading::run_diff(db, &scope, run.id, None).await?;
-    // churn: the inputs of the month and the month before, of the customers this run graded
-    type InputRow = (i64, String, Option<String>, Option<String>);
-    let inputs: Vec<InputRow> = Sql::new("SELECT c.id, c.name, a.input_values, b.input_values FROM grade_results r JOIN customers c ON c.id = r.customer_id LEFT JOIN scoring_inputs a ON a.customer_id = r.customer_id AND a.period = ")
+    // churn: the inputs of the month and the month before, of the customers this run graded,
+    // with the owner rep's e-mail address
+    type InputRow = (i64, String, Option<String>, Option<String>, Option<String>);
+    let inputs: Vec<InputRow> = Sql::new("SELECT c.id, c.name, u.email, a.input_values, b.input_values FROM grade_results r JOIN customers c ON c.id = r.customer_id LEFT JOIN users u ON u.id = c.owner_id AND u.enabled = 1 LEFT JOIN scoring_inputs a ON a.customer_id = r.customer_id AND a.period = ")
         .arg(period)
         .push(" LEFT JOIN scoring_inputs b ON b.customer_id = r.customer_id AND b.period = ")
         .arg(previous_month(period))
@@ -204,33 +265,59 @@ async fn run_one(db: &Db, s: &GradingSchedule, period: &str, base_url: &str) -> 
         v.as_deref()
             .and_then(|v| serde_json::from_str::<Map<String, Value>>(v).ok())
     };
-    let churn: Vec<String> = inputs
+    let owner_email: HashMap<i64, &str> = inputs
         .iter()
-        .filter_map(|(_, name, now, before)| {
-            let reasons = churn_reasons(&parse(now)?, parse(before).as_ref(), s.idle_days);
-            (!reasons.is_empty()).then(|| format!("{name}：{}", reasons.join("，")))
+        .filter_map(|(id, _, email, _, _)| {
+            let email = email.as_deref().map(str::trim).filter(|e| !e.is_empty())?;
+            Some((*id, email))
         })
         .collect();
-    let mut text = format!(
-        "{period} 客户分级（{}）：共 {} 位客户",
-        run.model_name, run.scored
-    );
-    if !diff.down.is_empty() {
-        text.push_str(&format!("\n降级 {} 位：", diff.down.len()));
-        for m in diff.down.iter().take(20) {
-            text.push_str(&format!(
-                "\n· {}：{} → {}（{:.1} → {:.1}）",
-                m.customer_name, m.before_grade, m.grade, m.before_score, m.score
-            ));
+    let churn: Vec<(i64, String)> = inputs
+        .iter()
+        .filter_map(|(id, name, _, now, before)| {
+            let reasons = churn_reasons(&parse(now)?, parse(before).as_ref(), s.idle_days);
+            (!reasons.is_empty()).then(|| (*id, format!("{name}：{}", reasons.join("，"))))
+        })
+        .collect();
+    let down: Vec<(i64, String)> = diff
+        .down
+        .iter()
+        .map(|m| {
+            (
+                m.customer_id,
+                format!(
+                    "{}：{} → {}（{:.1} → {:.1}）",
+                    m.customer_name, m.before_grade, m.grade, m.before_score, m.score
+                ),
+            )
+        })
+        .collect();
+    let link = format!("{}/grading/runs/{}", base_url.trim_end_matches('/'), run.id);
+    let warning = |down: &[&str], churn: &[&str]| {
+        let mut text = format!(
+            "{period} 客户分级（{}）：共 {} 位客户",
+            run.model_name, run.scored
+        );
+        for (title, lines) in [("降级", down), ("流失预警", churn)] {
+            if !lines.is_empty() {
+                text.push_str(&format!("\n{title} {} 位：", lines.len()));
+                for l in lines.iter().take(20) {
+                    text.push_str(&format!("\n· {l}"));
+                }
+                if lines.len() > 20 {
+                    text.push_str(&format!("\n· ……另有 {} 位", lines.len() - 20));
+                }
+            }
         }
-    }
-    if !churn.is_empty() {
-        text.push_str(&format!("\n流失预警 {} 位：", churn.len()));
-        for c in churn.iter().take(20) {
-            text.push_str(&format!("\n· {c}"));
+        Notice {
+            kind: "grading_warning".into(),
+            subject: format!("{period} 客户降级与流失预警"),
+            text,
+            link: Some(link.clone()),
+            attachment: None,
         }
-    }
-    let channels: Vec<Channel> = serde_json::from_str(&s.channels).unwrap_or_default();
+    };
+    let channels = s.channels();
     let mut deliveries = 0;
     let mut tx = db.begin().await?;
     Sql::new("UPDATE grading_schedules SET last_run_id = ")
@@ -239,26 +326,38 @@ async fn run_one(db: &Db, s: &GradingSchedule, period: &str, base_url: &str) -> 
         .arg(s.id)
         .execute(&mut *tx)
         .await?;
-    if !diff.down.is_empty() || !churn.is_empty() {
-        let notice = Notice {
-            kind: "grading_warning".into(),
-            subject: format!("{period} 客户降级与流失预警"),
-            text,
-            link: Some(format!(
-                "{}/grading/runs/{}",
-                base_url.trim_end_matches('/'),
-                run.id
-            )),
-            attachment: None,
-        };
+    if !down.is_empty() || !churn.is_empty() {
+        let notice = warning(&texts(&down), &texts(&churn));
         deliveries = notify::enqueue_notice(&mut tx, s.org_id, &channels, &notice).await?;
+        // each owner rep hears of his own customers, by e-mail when his account has an address
+        let mut per_owner: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+        for (which, lines) in [(0, &down), (1, &churn)] {
+            for (customer, line) in lines.iter() {
+                if let Some(email) = owner_email.get(customer) {
+                    let entry = per_owner.entry(email).or_default();
+                    if which == 0 {
+                        &mut entry.0
+                    } else {
+                        &mut entry.1
+                    }
+                    .push(line.as_str());
+                }
+            }
+        }
+        for (email, (down, churn)) in per_owner {
+            let to = [Channel::Email {
+                to: email.to_string(),
+            }];
+            deliveries +=
+                notify::enqueue_notice(&mut tx, s.org_id, &to, &warning(&down, &churn)).await?;
+        }
     }
     tx.commit().await?;
     Ok(Ran {
         schedule_id: s.id,
         period: period.to_string(),
         run_id: run.id,
-        downgraded: diff.down.len(),
+        downgraded: down.len(),
         churn: churn.len(),
         deliveries,
     })

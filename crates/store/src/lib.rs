@@ -16,6 +16,7 @@ pub mod data;
 pub mod evaluation;
 pub mod grading;
 pub mod grading_notices;
+pub mod grading_settings;
 pub mod history;
 pub mod notify;
 pub mod org;
@@ -29,3 +30,12 @@ pub use db::{Backend, Db, Page, Sql};
 pub use error::StoreError;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Forbidden (403) unless the caller holds `permission` somewhere.
+pub(crate) fn require(scope: &keping_domain::scope::Scope, permission: &'static str) -> Result<()> {
+    if scope.has(permission) {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden(permission))
+    }
+}

@@ -16,6 +16,7 @@ both!(
     grading_pages,
     classifications_and_star_overrides,
     grades_on_the_customer_list,
+    grading_settings_are_inherited_and_used,
 );
 
 async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
@@ -1223,4 +1224,221 @@ async fn grades_on_the_customer_list(app: TestApp) {
     );
     assert!(html.contains("北二") && html.contains("南一"), "{html}");
     assert!(!html.contains("北一") && !html.contains("北三"), "{html}");
+}
+
+/// Lifecycle rules and star thresholds per org: built-in, set at a branch, inherited below it,
+/// used by runs and star overrides there, out of other branches' reach, and dropped again.
+async fn grading_settings_are_inherited_and_used(app: TestApp) {
+    let admin = &app.admin_token;
+    let root = app.root_id().await;
+    let north = app.org("北区", "N", root).await;
+    let north_city = app.org("北区一市", "N1", north).await;
+    let south = app.org("南区", "S", root).await;
+    let role = app
+        .role(
+            "分级经理",
+            &["customer.view", "grading.view", "grading.manage"],
+            "org_and_children",
+        )
+        .await;
+    let (_, mgr_n) = app.person("mgr_n", north, role).await;
+    let (_, mgr_s) = app.person("mgr_s", south, role).await;
+    let path = |o: i64| format!("/api/v1/orgs/{o}/grading-settings");
+
+    let (status, s) = app.get(&path(north_city), &mgr_n).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(
+        (s["own"].clone(), s["from_org_id"].clone()),
+        (json!(false), Value::Null)
+    );
+    assert_eq!(
+        s["settings"]["star_thresholds"],
+        json!([100.0, 300.0, 1000.0])
+    );
+    let built_in = s["settings"]["lifecycle_rules"].as_array().unwrap();
+    assert_eq!(built_in.len(), 9);
+    assert_eq!(built_in[0]["category"], "no_business");
+
+    let rules = json!([
+        {"category": "大客户", "all": [{"field": "sales_amount", "op": ">=", "value": 1000000}]},
+        {"category": "其他"}
+    ]);
+    for (body, code, field) in [
+        (
+            json!({"lifecycle_rules": rules, "star_thresholds": [300, 100]}),
+            "not_ascending",
+            Some("star_thresholds[1]"),
+        ),
+        (
+            json!({"lifecycle_rules": rules, "star_thresholds": []}),
+            "out_of_range",
+            Some("star_thresholds"),
+        ),
+        (
+            json!({"lifecycle_rules": [{"category": "其他"}, rules[0]], "star_thresholds": [50]}),
+            "unreachable",
+            Some("lifecycle_rules[0].all"),
+        ),
+        (
+            json!({"lifecycle_rules": [{"category": "x", "all": [{"field": "height", "op": ">", "value": 1}]}], "star_thresholds": [50]}),
+            "invalid_body",
+            None,
+        ),
+        (json!({"star_thresholds": [50]}), "invalid_body", None),
+    ] {
+        let r = put(&app, &path(north), &mgr_n, body).await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, code, field);
+    }
+    let good = json!({"lifecycle_rules": rules, "star_thresholds": [50, 200]});
+    let (status, s) = put(&app, &path(north), &mgr_n, good.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["own"], true);
+    let (_, below) = app.get(&path(north_city), &mgr_n).await;
+    assert_eq!(below["own"], false);
+    assert_eq!(below["from_org_id"], north);
+    assert_eq!(below["from_org_name"], "北区");
+    assert_eq!(below["settings"]["star_thresholds"], json!([50.0, 200.0]));
+    // another branch's settings, and the root above, are out of reach
+    for org in [south, root] {
+        let r = app.get(&path(org), &mgr_n).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+        let r = put(&app, &path(org), &mgr_n, good.clone()).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+    }
+    let (_, south_s) = app.get(&path(south), &mgr_s).await;
+    assert_eq!(
+        south_s["settings"]["star_thresholds"],
+        json!([100.0, 300.0, 1000.0])
+    );
+
+    let big = customer(&app, admin, json!({"name": "大户", "org_id": north_city})).await;
+    let small = customer(&app, admin, json!({"name": "小户", "org_id": north})).await;
+    for (c, values) in [
+        (
+            big,
+            json!({"sales_amount": 2000000, "contribution_points": 60}),
+        ),
+        (
+            small,
+            json!({"sales_amount": 10, "contribution_points": 250}),
+        ),
+    ] {
+        let (status, body) = put(
+            &app,
+            &format!("/api/v1/customers/{c}/scoring-inputs/2027-03"),
+            admin,
+            json!({"values": values}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // two thresholds: two stars at most
+    let star = format!("/api/v1/customers/{big}/star-override");
+    let r = put(&app, &star, &mgr_n, json!({"level": 3})).await;
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "out_of_range",
+        Some("level"),
+    );
+    let composite = template_id(&app, "composite").await;
+    run(&app, &mgr_n, composite, "2027-03").await;
+    let grade = |c: i64| {
+        let app = &app;
+        async move {
+            let (status, g) = app
+                .get(
+                    &format!("/api/v1/customers/{c}/grades?model_id={composite}&period=2027-03"),
+                    admin,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{g}");
+            (g["lifecycle"].clone(), g["stars"].clone())
+        }
+    };
+    assert_eq!(grade(big).await, (json!("大客户"), json!(1)));
+    assert_eq!(grade(small).await, (json!("其他"), json!(2)));
+
+    // the page shows the branch's rules; a bad threshold is refused with the form kept
+    let client = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let page = crate::harness::html(
+        &client,
+        format!("{}/grading/settings?org_id={north_city}", app.url),
+    )
+    .await;
+    assert!(page.contains("沿用上级「北区」的规则"), "{page}");
+    assert!(page.contains("value=\"大客户\""), "{page}");
+    let resp = client
+        .post(format!("{}/grading/settings", app.url))
+        .form(&[
+            ("org_id", north.to_string()),
+            ("star1", "200".into()),
+            ("star2", "abc".into()),
+            ("r0_order", "1".into()),
+            ("r0_category", "重点".into()),
+            ("r0_all0_field", "sales_amount".into()),
+            ("r0_all0_op", ">".into()),
+            ("r0_all0_value", "5".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("id=\"settings-error\""), "{page}");
+    assert!(page.contains("value=\"重点\""), "{page}");
+    // the same form with good numbers is saved, in the order given
+    let resp = client
+        .post(format!("{}/grading/settings", app.url))
+        .form(&[
+            ("org_id", north.to_string()),
+            ("star1", "200".into()),
+            ("star2", "400".into()),
+            ("r0_order", "2".into()),
+            ("r0_category", "其他".into()),
+            ("r1_order", "1".into()),
+            ("r1_category", "重点".into()),
+            ("r1_all0_field", "sales_amount".into()),
+            ("r1_all0_op", ">".into()),
+            ("r1_all0_value", "5".into()),
+            ("r1_all1_field", "arrears".into()),
+            ("r1_all1_op", "<".into()),
+            ("r1_all1_value", "".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, s) = app.get(&path(north), &mgr_n).await;
+    assert_eq!(
+        s["settings"],
+        json!({"lifecycle_rules": [
+            {"category": "重点", "all": [{"field": "sales_amount", "op": ">", "value": 5.0}], "any": []},
+            {"category": "其他", "all": [], "any": []}],
+            "star_thresholds": [200.0, 400.0]})
+    );
+
+    // dropped: the built-in rules again, for the next run
+    let (status, s) = app
+        .call(Method::DELETE, &path(north), Some(&mgr_n), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(
+        (s["own"].clone(), s["from_org_id"].clone()),
+        (json!(false), Value::Null)
+    );
+    run(&app, &mgr_n, composite, "2027-03").await;
+    assert_eq!(grade(small).await.1, json!(1));
+    let (_, log) = app
+        .get("/api/v1/audit?entity=grading_settings", admin)
+        .await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["inherit", "update", "update"], "{log}");
 }

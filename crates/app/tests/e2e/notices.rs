@@ -545,10 +545,25 @@ async fn monthly_grading_sends_downgrade_and_churn_warnings(mut app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{m}");
     let model = m["id"].as_i64().unwrap();
+    // the second customer's owner rep has an e-mail address: he hears of his own customer
+    let role = app.role("客户经理", &["customer.view"], "self").await;
+    let (status, rep) = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "rep1", "password": "person-pass-1", "name": "李经理", "email": "li@example.cn",
+                "org_id": root, "roles": [{"role_id": role, "org_id": root}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rep}");
     let mut ids = Vec::new();
-    for name in ["稳定客户", "降级客户"] {
+    for (name, owner) in [("稳定客户", Value::Null), ("降级客户", rep["id"].clone())] {
         let (status, c) = app
-            .post("/api/v1/customers", &admin, json!({"name": name}))
+            .post(
+                "/api/v1/customers",
+                &admin,
+                json!({"name": name, "owner_id": owner}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{c}");
         ids.push(c["id"].as_i64().unwrap());
@@ -637,10 +652,22 @@ async fn monthly_grading_sends_downgrade_and_churn_warnings(mut app: TestApp) {
         .unwrap();
     assert_eq!(ran.len(), 1);
     assert_eq!(ran[0].period, this_month);
+    // the org's webhook and the rep's e-mail
     assert_eq!(
         (ran[0].downgraded, ran[0].churn, ran[0].deliveries),
-        (1, 1, 1)
+        (1, 1, 2)
     );
+    let (to, payload): (String, String) = sqlx::query_as(
+        "SELECT target, payload FROM outbox WHERE topic = 'grading_warning' AND channel = 'email'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(to.contains("li@example.cn"), "{to}");
+    let mail: Value = serde_json::from_str(&payload).unwrap();
+    let mail_text = mail["text"].as_str().unwrap();
+    assert!(mail_text.contains("降级客户：A → C"), "{mail_text}");
+    assert!(!mail_text.contains("稳定客户"), "{mail_text}");
     app.restart().await;
     let db = app.running.state.db.clone();
     assert!(keping_store::grading_notices::run_due(&db, later, base)
@@ -676,4 +703,30 @@ async fn monthly_grading_sends_downgrade_and_churn_warnings(mut app: TestApp) {
         body["link"],
         format!("https://kp.example.cn/grading/runs/{}", scheduled[0]["id"])
     );
+
+    // listed (API and page), then stopped
+    let (status, list) = app.get("/api/v1/grading-schedules", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["model_name"], "测试模型");
+    assert_eq!(list[0]["channels"][0]["url"], url.as_str());
+    assert_eq!(list[0]["last_run_id"], scheduled[0]["id"]);
+    let client = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let page = crate::harness::html(&client, format!("{}/grading/schedules", app.url)).await;
+    assert!(
+        page.contains("测试模型") && page.contains(&this_month),
+        "{page}"
+    );
+    let id = list[0]["id"].as_i64().unwrap();
+    let gone = format!("/api/v1/grading-schedules/{id}");
+    let (status, _) = app.call(Method::DELETE, &gone, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.call(Method::DELETE, &gone, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = app.get("/api/v1/grading-schedules", &admin).await;
+    assert_eq!(list, json!([]));
+    let page = crate::harness::html(&client, format!("{}/grading/schedules", app.url)).await;
+    assert!(page.contains("id=\"schedules-empty\""), "{page}");
 }

@@ -14,7 +14,7 @@ pub use import::{
 };
 
 use crate::audit::{self, Changes, Entry};
-use crate::{settings, Db, Page, Result, Sql, StoreError};
+use crate::{require, settings, Db, Page, Result, Sql, StoreError};
 use chrono::{NaiveDate, TimeZone};
 use keping_domain::customers::{
     self as rules, ActivityKind, CustomerKind, FieldDef, FieldKind, Gender, Importance, Intent,
@@ -497,14 +497,6 @@ pub(crate) fn reachable<'s>(sql: &'s mut Sql, scope: &Scope, permission: &str) -
         sql.push(" AND s.can_edit = 1");
     }
     sql.push("))")
-}
-
-fn require(scope: &Scope, permission: &'static str) -> Result<()> {
-    if scope.has(permission) {
-        Ok(())
-    } else {
-        Err(StoreError::Forbidden(permission))
-    }
 }
 
 async fn row_for<'e, E: Executor<'e, Database = Any>>(

@@ -9,12 +9,15 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use keping_domain::grading::{self as rules, Inputs, ScoringModel, Value};
+use keping_domain::grading::{
+    self as rules, GradingSettings, Inputs, LifecycleRule, ScoringModel, Value,
+};
 use keping_store::customers::ImportSource;
 use keping_store::grading::{
     self as store, Grade, HistoryPoint, InputsImport, ModelSummary, ModelVersion, PeriodInputs,
     Run, RunDiff, RunFilter, RunRequest, RunResult, ScoringEvent, StarLevelOverride,
 };
+use keping_store::grading_settings::{self, GradingSettingsInForce};
 use keping_store::Page;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -40,6 +43,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(customer_grade))
         .routes(routes!(grade_history))
         .routes(routes!(set_star_override, clear_star_override))
+        .routes(routes!(
+            get_grading_settings,
+            put_grading_settings,
+            inherit_grading_settings
+        ))
         .merge(imports)
 }
 
@@ -629,4 +637,63 @@ async fn clear_star_override(
 ) -> Result<StatusCode, ApiError> {
     store::clear_star_override(&state.db, &caller.scope, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The lifecycle rules (first match wins) and star thresholds in force at an org: its own, an
+/// ancestor's or the built-in ones (SPEC §4.4; 100 / 300 / 1,000 contribution points).
+#[utoipa::path(get, path = "/api/v1/orgs/{id}/grading-settings", tag = "grading", security(("bearer" = [])),
+    responses((status = 200, body = GradingSettingsInForce), (status = 404, body = ErrorBody)))]
+async fn get_grading_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<GradingSettingsInForce>, ApiError> {
+    Ok(Json(
+        grading_settings::get(&state.db, &caller.scope, id).await?,
+    ))
+}
+
+/// An org's own grading settings.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GradingSettingsBody {
+    /// `[{"category","all":[{"field","op","value"}…],"any":[…]}…]`: fields `new_this_year`,
+    /// `sales_amount`, `batches`, `collection_rate`, `return_rate`, `arrears`, `sales_change_pct`,
+    /// `collection_change_points`; ops `<`, `<=`, `>`, `>=`, `=`.
+    #[schema(value_type = Vec<Object>)]
+    lifecycle_rules: Vec<LifecycleRule>,
+    /// Contribution points for 1, 2, … stars (1 to 7, ascending).
+    star_thresholds: Vec<f64>,
+}
+
+/// Set an org's own grading settings; its subtree inherits them. Runs from then on classify with
+/// them; results already stored keep what they were given.
+#[utoipa::path(put, path = "/api/v1/orgs/{id}/grading-settings", tag = "grading", security(("bearer" = [])), request_body = GradingSettingsBody,
+    responses((status = 200, body = GradingSettingsInForce), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn put_grading_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<GradingSettingsBody>,
+) -> Result<Json<GradingSettingsInForce>, ApiError> {
+    let settings = GradingSettings {
+        lifecycle_rules: body.lifecycle_rules,
+        star_thresholds: body.star_thresholds,
+    };
+    Ok(Json(
+        grading_settings::put(&state.db, &caller.scope, id, Some(&settings)).await?,
+    ))
+}
+
+/// Drop an org's own grading settings: it inherits its nearest ancestor's (or the built-in ones).
+#[utoipa::path(delete, path = "/api/v1/orgs/{id}/grading-settings", tag = "grading", security(("bearer" = [])),
+    responses((status = 200, body = GradingSettingsInForce), (status = 404, body = ErrorBody)))]
+async fn inherit_grading_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<GradingSettingsInForce>, ApiError> {
+    Ok(Json(
+        grading_settings::put(&state.db, &caller.scope, id, None).await?,
+    ))
 }

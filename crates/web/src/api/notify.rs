@@ -23,7 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_delivery))
         .routes(routes!(list_schedules, create_schedule))
         .routes(routes!(get_schedule, put_schedule, delete_schedule))
-        .routes(routes!(create_grading_schedule))
+        .routes(routes!(list_grading_schedules, create_grading_schedule))
+        .routes(routes!(delete_grading_schedule))
 }
 
 /// Alert channels. Each is one of `{"kind":"webhook","url"}`, `{"kind":"dingtalk","url"}`,
@@ -217,15 +218,62 @@ async fn delete_schedule(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The monthly grading schedules of orgs in the caller's grading reach.
+#[utoipa::path(get, path = "/api/v1/grading-schedules", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = Vec<GradingScheduleView>), (status = 403, body = ErrorBody)))]
+async fn list_grading_schedules(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<GradingScheduleView>>, ApiError> {
+    Ok(Json(
+        grading_notices::list(&state.db, &caller.scope)
+            .await?
+            .into_iter()
+            .map(GradingScheduleView::from)
+            .collect(),
+    ))
+}
+
+/// A grading schedule with its channels.
+#[derive(Serialize, ToSchema)]
+pub struct GradingScheduleView {
+    #[serde(flatten)]
+    schedule: GradingSchedule,
+    #[schema(value_type = Vec<Object>)]
+    channels: Vec<serde_json::Value>,
+}
+
+impl From<GradingSchedule> for GradingScheduleView {
+    fn from(schedule: GradingSchedule) -> Self {
+        let channels = AlertSettingsBody::of(AlertSettings {
+            channels: schedule.channels(),
+        })
+        .channels;
+        GradingScheduleView { schedule, channels }
+    }
+}
+
+/// Stop a grading schedule; the runs it made stay.
+#[utoipa::path(delete, path = "/api/v1/grading-schedules/{id}", tag = "notify", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_grading_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    grading_notices::delete(&state.db, &caller.scope, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Grade an org's customers with a model every month (when the month closes in the org's time
 /// zone) and send downgrade and churn warnings to `channels`.
 #[utoipa::path(post, path = "/api/v1/grading-schedules", tag = "notify", security(("bearer" = [])), request_body = GradingScheduleInput,
-    responses((status = 201, body = GradingSchedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = GradingScheduleView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_grading_schedule(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<(StatusCode, Json<GradingSchedule>), ApiError> {
+) -> Result<(StatusCode, Json<GradingScheduleView>), ApiError> {
     let channels = AlertSettingsBody {
         channels: body
             .get("channels")
@@ -246,5 +294,5 @@ async fn create_grading_schedule(
     })?;
     input.channels = channels;
     let s = grading_notices::create(&state.db, &caller.scope, &input).await?;
-    Ok((StatusCode::CREATED, Json(s)))
+    Ok((StatusCode::CREATED, Json(s.into())))
 }

@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 const PAGE_SIZE: i64 = 50;
 const STATUSES: [&str; 4] = ["pending", "sending", "delivered", "failed"];
-const CHANNELS: [&str; 5] = ["email", "webhook", "dingtalk", "wecom", "feishu"];
 const FREQUENCIES: [&str; 3] = ["daily", "weekly", "monthly"];
 
 #[derive(Deserialize)]
@@ -133,6 +132,44 @@ pub async fn retry(
 
 // ---------------------------------------------------------------- report schedules
 
+/// The channels a schedule form offers.
+pub(super) const CHANNELS: [&str; 5] = ["email", "webhook", "dingtalk", "wecom", "feishu"];
+
+/// A channel from a schedule form's kind and target (address or URL).
+pub(super) fn channel_from(kind: &str, target: &str) -> Result<Channel, keping_domain::Invalid> {
+    let target = target.trim().to_string();
+    Ok(match kind {
+        "email" => Channel::Email { to: target },
+        "webhook" => Channel::Webhook { url: target },
+        "dingtalk" => Channel::Dingtalk { url: target },
+        "wecom" => Channel::Wecom { url: target },
+        "feishu" => Channel::Feishu { url: target },
+        other => {
+            return Err(keping_domain::Invalid::new(
+                "channel",
+                "invalid_channel",
+                format!("'{other}' is not a channel"),
+            ))
+        }
+    })
+}
+
+/// Where channels send to, for a list.
+pub(super) fn targets(channels: &[Channel]) -> String {
+    channels
+        .iter()
+        .map(|c| match c {
+            Channel::Email { to } => to.clone(),
+            Channel::Webhook { url }
+            | Channel::Dingtalk { url }
+            | Channel::Wecom { url }
+            | Channel::Feishu { url } => url.clone(),
+            Channel::Sms { phone, .. } => phone.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[derive(Deserialize, Default)]
 pub struct ScheduleForm {
     #[serde(default)]
@@ -151,25 +188,10 @@ impl ScheduleForm {
             keping_domain::Invalid::new("org_id", "required", "choose the org to report on")
         })?;
         let frequency = Frequency::parse("frequency", &self.frequency)?;
-        let target = self.target.trim().to_string();
-        let channel = match self.channel.as_str() {
-            "email" => Channel::Email { to: target },
-            "webhook" => Channel::Webhook { url: target },
-            "dingtalk" => Channel::Dingtalk { url: target },
-            "wecom" => Channel::Wecom { url: target },
-            "feishu" => Channel::Feishu { url: target },
-            other => {
-                return Err(keping_domain::Invalid::new(
-                    "channel",
-                    "invalid_channel",
-                    format!("'{other}' is not a channel"),
-                ))
-            }
-        };
         Ok(ScheduleInput {
             org_id,
             frequency,
-            channels: vec![channel],
+            channels: vec![channel_from(&self.channel, &self.target)?],
             enabled: true,
         })
     }
@@ -215,19 +237,7 @@ async fn show_schedules(
         .into_iter()
         .map(|s| ScheduleLine {
             frequency: shell.t(&format!("reports.frequency.{}", s.frequency)),
-            targets: s
-                .channels
-                .iter()
-                .map(|c| match c {
-                    Channel::Email { to } => to.clone(),
-                    Channel::Webhook { url }
-                    | Channel::Dingtalk { url }
-                    | Channel::Wecom { url }
-                    | Channel::Feishu { url } => url.clone(),
-                    Channel::Sms { phone, .. } => phone.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
+            targets: targets(&s.channels),
             s,
         })
         .collect();
