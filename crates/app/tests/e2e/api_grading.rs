@@ -1389,7 +1389,8 @@ async fn grading_settings_are_inherited_and_used(app: TestApp) {
     let page = resp.text().await.unwrap();
     assert!(page.contains("id=\"settings-error\""), "{page}");
     assert!(page.contains("value=\"重点\""), "{page}");
-    // the same form with good numbers is saved, in the order given
+    // the same form with good numbers is saved, in the order given; a built-in category picked
+    // by its name is kept by its code
     let resp = client
         .post(format!("{}/grading/settings", app.url))
         .form(&[
@@ -1406,6 +1407,11 @@ async fn grading_settings_are_inherited_and_used(app: TestApp) {
             ("r1_all1_field", "arrears".into()),
             ("r1_all1_op", "<".into()),
             ("r1_all1_value", "".into()),
+            ("r2_order", "0".into()),
+            ("r2_category", "呆滞客户".into()),
+            ("r2_any0_field", "arrears".into()),
+            ("r2_any0_op", ">=".into()),
+            ("r2_any0_value", "1".into()),
         ])
         .send()
         .await
@@ -1415,6 +1421,7 @@ async fn grading_settings_are_inherited_and_used(app: TestApp) {
     assert_eq!(
         s["settings"],
         json!({"lifecycle_rules": [
+            {"category": "dormant", "all": [], "any": [{"field": "arrears", "op": ">=", "value": 1.0}]},
             {"category": "重点", "all": [{"field": "sales_amount", "op": ">", "value": 5.0}], "any": []},
             {"category": "其他", "all": [], "any": []}],
             "star_thresholds": [200.0, 400.0]})

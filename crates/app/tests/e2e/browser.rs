@@ -848,5 +848,40 @@ async fn grade_card_and_distribution_in_both_languages() {
     let table = browser.text("#customers-table").await;
     assert!(table.contains("Grade"), "{table}");
     browser.shot("customers_grades.en.png").await;
+
+    // the grading rules: seen in English, changed in Chinese, then given back to the defaults
+    browser
+        .client
+        .goto(&format!("{}/grading/settings", app.url))
+        .await
+        .unwrap();
+    assert!(browser.text("#settings-source").await.contains("Built-in"));
+    browser.shot("grading_settings.en.png").await;
+    browser.click("#switch-lang").await;
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//h1[contains(., '分级规则')]"))
+        .await
+        .unwrap();
+    browser.fill("#star3", "900").await;
+    browser.submit("#settings-save").await;
+    assert!(browser.text("#notice").await.contains("分级规则已保存"));
+    assert_eq!(browser.value("#star3").await, "900");
+    assert!(browser
+        .text("#settings-source")
+        .await
+        .contains("本机构自己的规则"));
+    browser.shot("grading_settings.zh.png").await;
+    browser.submit_confirmed("#settings-inherit").await;
+    assert_eq!(browser.value("#star3").await, "1000");
+    browser
+        .client
+        .goto(&format!("{}/grading/schedules", app.url))
+        .await
+        .unwrap();
+    browser.visible("#schedules-empty").await;
+    browser.shot("grading_schedules.zh.png").await;
     browser.client.clone().close().await.unwrap();
 }

@@ -6,6 +6,7 @@ use super::{
     choices, error_page, org_choices, render_status, Choice, FormError, Saved, Shell, TreeRow,
 };
 use crate::auth::PageCaller;
+use crate::i18n::Locale;
 use crate::AppState;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,7 +29,8 @@ const FIELDS: [&str; 8] = [
     "arrears",
     "new_this_year",
 ];
-const OPS: [&str; 5] = ["<", "<=", ">", ">=", "="];
+/// Comparisons as stored, and as shown.
+const OPS: [(&str, &str); 5] = [("<", "<"), ("<=", "≤"), (">", ">"), (">=", "≥"), ("=", "=")];
 /// The built-in categories (SPEC §4.4); others may be typed in.
 const CATEGORIES: [&str; 9] = [
     "no_business",
@@ -80,14 +82,36 @@ fn slots(conditions: &[Condition], n: usize) -> Vec<Slot> {
     out
 }
 
-fn rows_of(settings: &GradingSettings) -> Vec<RuleRow> {
+/// A built-in category's name in the page's language; others as they were typed.
+fn category_label(locale: Locale, code: &str) -> String {
+    locale
+        .try_t(&format!("grading.lifecycle_{code}"))
+        .unwrap_or_else(|| code.to_string())
+}
+
+/// The code of a category typed or picked on the page: a built-in one's name in either language
+/// gives its code.
+fn category_code(typed: &str) -> String {
+    let typed = typed.trim();
+    CATEGORIES
+        .iter()
+        .find(|code| {
+            **code == typed
+                || [Locale::Zh, Locale::En].iter().any(|l| {
+                    l.try_t(&format!("grading.lifecycle_{code}")).as_deref() == Some(typed)
+                })
+        })
+        .map_or_else(|| typed.to_string(), |code| code.to_string())
+}
+
+fn rows_of(settings: &GradingSettings, locale: Locale) -> Vec<RuleRow> {
     let mut rows: Vec<RuleRow> = settings
         .lifecycle_rules
         .iter()
         .enumerate()
         .map(|(i, r)| RuleRow {
             order: (i + 1).to_string(),
-            category: r.category.clone(),
+            category: category_label(locale, &r.category),
             groups: [
                 ("all", slots(&r.all, ALL_SLOTS)),
                 ("any", slots(&r.any, ANY_SLOTS)),
@@ -166,7 +190,7 @@ fn settings_posted(rows: &[RuleRow], stars: &[String]) -> Result<GradingSettings
         rules.push((
             order,
             LifecycleRule {
-                category: r.category.trim().to_string(),
+                category: category_code(&r.category),
                 all,
                 any,
             },
@@ -207,17 +231,8 @@ struct SettingsPage {
     rows: Vec<RuleRow>,
     stars: Vec<String>,
     fields: Vec<Choice>,
-    ops: [&'static str; 5],
+    ops: [(&'static str, &'static str); 5],
     categories: Vec<Choice>,
-}
-
-impl SettingsPage {
-    fn category_name(&self, code: &str) -> String {
-        self.shell
-            .locale
-            .try_t(&format!("grading.lifecycle_{code}"))
-            .unwrap_or_default()
-    }
 }
 
 #[derive(Deserialize)]
@@ -264,7 +279,7 @@ async fn draw_settings(
     let (error, rows, mut stars) = posted.unwrap_or_else(|| {
         (
             FormError::default(),
-            rows_of(&in_force.settings),
+            rows_of(&in_force.settings, caller.locale),
             in_force
                 .settings
                 .star_thresholds
