@@ -203,7 +203,8 @@ async fn housekeeping(db: keping_store::Db, mut stop: tokio::sync::watch::Receiv
 
 /// Scheduled notices, once a minute: reports whose period closed are built and queued (each
 /// once per period; see `keping_store::reports::run_due`), monthly grading runs with their
-/// warnings (`keping_store::grading_notices::run_due`), and the outbox worker is woken.
+/// warnings (`keping_store::grading_notices::run_due`), each rep's reminder e-mail once a day
+/// (`keping_store::customers::reminders::send_digests`), and the outbox worker is woken.
 async fn scheduler(
     db: keping_store::Db,
     wake: std::sync::Arc<tokio::sync::Notify>,
@@ -230,6 +231,17 @@ async fn scheduler(
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot run scheduled grading"),
+            },
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            r = keping_store::customers::reminders::send_digests(&db, keping_domain::now_millis(), &base_url) => match r {
+                Ok(n) if n > 0 => {
+                    tracing::info!(emails = n, "reminder e-mails queued");
+                    wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot send reminder e-mails"),
             },
             _ = stop.changed() => return,
         }

@@ -47,6 +47,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "customer_saved_filters",
         include_str!("../migrations/0011_customer_saved_filters.sql"),
     ),
+    (
+        12,
+        "reminder_email",
+        include_str!("../migrations/0012_reminder_email.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

@@ -21,6 +21,7 @@ mod data_mgmt;
 mod live;
 mod notices;
 mod outbox;
+mod reminders;
 mod stats;
 
 pub use harness::{Backend, TestApp};

@@ -7,15 +7,17 @@
 
 pub(crate) mod import;
 pub mod quality;
+pub mod reminders;
 pub mod saved_filters;
 
 pub use import::{
     export_xlsx, import, undo_import, ImportOptions, ImportOutcome, ImportRejection, ImportSource,
 };
+pub use reminders::{reminders, Reminder, Reminders};
 
 use crate::audit::{self, Changes, Entry};
 use crate::{require, settings, Db, Page, Result, Sql, StoreError};
-use chrono::{NaiveDate, TimeZone};
+use chrono::NaiveDate;
 use keping_domain::customers::{
     self as rules, ActivityKind, CustomerKind, FieldDef, FieldKind, Gender, Importance, Intent,
     Phone, PoolSettings, SearchSource,
@@ -2734,102 +2736,4 @@ pub async fn call_for_agent(
         None => None,
     };
     Ok((phone, customer))
-}
-
-// ---------------------------------------------------------------- reminders
-
-/// What a rep should act on soon, for the home page.
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
-pub struct Reminders {
-    /// Customers (with reminders on) whose birthday falls within the next days.
-    pub birthdays: Vec<Reminder>,
-    /// Follow-ups planned for today or earlier.
-    pub due_follow_ups: Vec<Reminder>,
-    /// The caller's customers that return to the pool within a week unless followed up.
-    pub pool_returns: Vec<Reminder>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Reminder {
-    pub customer_id: i64,
-    pub name: String,
-    /// YYYY-MM-DD: the birthday this year, the planned follow-up, or the return date.
-    pub date: String,
-}
-
-/// Reminders among the customers the caller owns (at most 20 of each kind).
-pub async fn reminders(db: &Db, scope: &Scope) -> Result<Reminders> {
-    require(scope, "customer.view")?;
-    let today = today();
-    let mut out = Reminders::default();
-    let mds: Vec<String> = (0..7)
-        .filter_map(|d| today.checked_add_days(chrono::Days::new(d)))
-        .map(|d| d.format("%m-%d").to_string())
-        .collect();
-    let mut sql = Sql::new("SELECT id, name, birthday_md FROM customers WHERE owner_id = ");
-    sql.arg(scope.user_id)
-        .push(" AND birthday_reminder = 1 AND birthday_md IN (");
-    for (i, md) in mds.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.arg(md);
-    }
-    sql.push(") LIMIT 20");
-    let rows: Vec<(i64, String, String)> = sql.fetch_all(&db.pool).await?;
-    out.birthdays = rows
-        .into_iter()
-        .map(|(id, name, md)| Reminder {
-            customer_id: id,
-            name,
-            date: format!("{}-{md}", chrono::Datelike::year(&today)),
-        })
-        .collect();
-    out.birthdays.sort_by(|a, b| a.date.cmp(&b.date));
-    let due: Vec<(i64, String, String)> =
-        Sql::new("SELECT id, name, next_follow_up_on FROM customers WHERE owner_id = ")
-            .arg(scope.user_id)
-            .push(" AND next_follow_up_on <= ")
-            .arg(today.format("%Y-%m-%d").to_string())
-            .push(" ORDER BY next_follow_up_on LIMIT 20")
-            .fetch_all(&db.pool)
-            .await?;
-    out.due_follow_ups = due
-        .into_iter()
-        .map(|(id, name, date)| Reminder {
-            customer_id: id,
-            name,
-            date,
-        })
-        .collect();
-    if let Some(days) = pool_settings_for(&db.pool, &scope.org_path)
-        .await?
-        .return_after_days
-    {
-        let horizon = now_millis() - (i64::from(days) - 7) * DAY_MS;
-        let soon: Vec<(i64, String, i64)> =
-            Sql::new("SELECT id, name, last_touched_at FROM customers WHERE owner_id = ")
-                .arg(scope.user_id)
-                .push(" AND last_touched_at < ")
-                .arg(horizon)
-                .push(" ORDER BY last_touched_at LIMIT 20")
-                .fetch_all(&db.pool)
-                .await?;
-        out.pool_returns = soon
-            .into_iter()
-            .map(|(id, name, touched)| {
-                let back = china()
-                    .timestamp_millis_opt(touched + i64::from(days) * DAY_MS)
-                    .single()
-                    .map(|t| t.date_naive().format("%Y-%m-%d").to_string())
-                    .unwrap_or_default();
-                Reminder {
-                    customer_id: id,
-                    name,
-                    date: back,
-                }
-            })
-            .collect();
-    }
-    Ok(out)
 }

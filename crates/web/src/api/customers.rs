@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_customer, update_customer))
         .routes(routes!(export_customers))
         .routes(routes!(reminders))
+        .routes(routes!(get_reminder_email, put_reminder_email))
         .routes(routes!(timeline))
         .routes(routes!(add_contact))
         .routes(routes!(update_contact, delete_contact))
@@ -239,7 +240,9 @@ pub fn xlsx_response(bytes: Vec<u8>, file_name: &str) -> Response {
         .into_response()
 }
 
-/// The caller's reminders: birthdays this week, due follow-ups, customers about to return to the pool.
+/// The caller's reminders: birthdays and contacts' dates this week, due follow-ups, customers
+/// about to return to the pool. The same list goes out by e-mail every morning (from 08:00) to
+/// those whose account has an address, unless they switch it off.
 #[utoipa::path(get, path = "/api/v1/customers/reminders", tag = "customers", security(("bearer" = [])),
     responses((status = 200, body = Reminders), (status = 403, body = ErrorBody)))]
 async fn reminders(
@@ -247,6 +250,35 @@ async fn reminders(
     caller: Caller,
 ) -> Result<Json<Reminders>, ApiError> {
     Ok(Json(store::reminders(&state.db, &caller.scope).await?))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReminderEmail {
+    /// Whether the daily reminder e-mail goes to the caller's address.
+    on: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/me/reminder-email", tag = "customers", security(("bearer" = [])),
+    responses((status = 200, body = ReminderEmail)))]
+async fn get_reminder_email(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ReminderEmail>, ApiError> {
+    let on = store::reminders::reminder_email(&state.db, caller.scope.user_id).await?;
+    Ok(Json(ReminderEmail { on }))
+}
+
+/// Switch the caller's daily reminder e-mail on or off.
+#[utoipa::path(put, path = "/api/v1/me/reminder-email", tag = "customers", security(("bearer" = [])), request_body = ReminderEmail,
+    responses((status = 200, body = ReminderEmail), (status = 422, body = ErrorBody)))]
+async fn put_reminder_email(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ReminderEmail>,
+) -> Result<Json<ReminderEmail>, ApiError> {
+    store::reminders::set_reminder_email(&state.db, caller.scope.user_id, body.on).await?;
+    Ok(Json(body))
 }
 
 /// One customer with its contacts; 404 outside the caller's scope.

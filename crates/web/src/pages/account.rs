@@ -1,4 +1,4 @@
-//! 我的账号: one's own details and password.
+//! 我的账号: one's own details, password and the daily reminder e-mail.
 
 use super::login::session_cookie;
 use super::{error_page, render_status, FormError, Saved, Shell};
@@ -11,6 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use keping_store::accounts::{self, User};
+use keping_store::customers::reminders;
 use keping_store::tokens;
 use serde::Deserialize;
 
@@ -21,6 +22,8 @@ struct AccountPage {
     me: User,
     notice: Option<String>,
     error: FormError,
+    /// Whether the daily reminder e-mail is on.
+    reminder_email: bool,
 }
 
 pub async fn page(
@@ -70,6 +73,23 @@ pub async fn change_password(
     }
 }
 
+#[derive(Deserialize)]
+pub struct ReminderForm {
+    /// Present (a ticked box) to switch the e-mail on.
+    on: Option<String>,
+}
+
+pub async fn set_reminder_email(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Form(f): Form<ReminderForm>,
+) -> Response {
+    match reminders::set_reminder_email(&state.db, caller.scope.user_id, f.on.is_some()).await {
+        Ok(()) => Redirect::to("/account?saved=saved").into_response(),
+        Err(e) => error_page(Shell::new(&caller, "account"), e),
+    }
+}
+
 async fn show(
     state: &AppState,
     caller: &PageCaller,
@@ -77,13 +97,16 @@ async fn show(
     error: FormError,
 ) -> Response {
     let shell = Shell::new(caller, "account").crumb("nav.account", "/account");
-    match accounts::user(&state.db, &caller.scope, caller.scope.user_id).await {
-        Ok(me) => {
+    let me = accounts::user(&state.db, &caller.scope, caller.scope.user_id).await;
+    let reminder_email = reminders::reminder_email(&state.db, caller.scope.user_id).await;
+    match me.and_then(|me| Ok((me, reminder_email?))) {
+        Ok((me, reminder_email)) => {
             let page = AccountPage {
                 shell,
                 me,
                 notice,
                 error,
+                reminder_email,
             };
             render_status(&page, page.error.status())
         }

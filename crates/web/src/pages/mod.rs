@@ -76,6 +76,7 @@ pub fn router() -> Router<AppState> {
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/account", get(account::page))
         .route("/account/password", post(account::change_password))
+        .route("/account/reminders", post(account::set_reminder_email))
         .route("/audit", get(audit::page))
         .route("/deliveries", get(deliveries::list))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
