@@ -52,6 +52,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "reminder_email",
         include_str!("../migrations/0012_reminder_email.sql"),
     ),
+    (
+        15,
+        "customer_attachments",
+        include_str!("../migrations/0015_customer_attachments.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

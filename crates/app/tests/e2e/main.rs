@@ -12,6 +12,7 @@ mod api_grading;
 mod api_org;
 mod api_people;
 mod api_scope;
+mod attachments;
 mod browser;
 mod browser_kiosk;
 mod crash;

@@ -968,6 +968,7 @@ pub async fn undo_import(db: &Db, scope: &Scope, import_id: i64) -> Result<(usiz
         for table in [
             "activities",
             "contacts",
+            "customer_attachments",
             "customer_events",
             "customer_shares",
             "customer_terms",

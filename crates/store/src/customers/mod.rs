@@ -5,6 +5,7 @@
 //! 本人及下属), plus pool customers (no owner) in the org reach, plus customers shared with him.
 //! Who changes one: the reach of `customer.edit`, plus customers shared with him read-write.
 
+pub mod attachments;
 pub(crate) mod import;
 pub mod quality;
 pub mod reminders;
@@ -2511,7 +2512,13 @@ pub async fn merge(db: &Db, scope: &Scope, keep: i64, other: i64) -> Result<Cust
         .push(" WHERE id = ")
         .arg(keep);
     sql.execute(&mut *tx).await?;
-    for table in ["contacts", "activities", "customer_events", "calls"] {
+    for table in [
+        "contacts",
+        "activities",
+        "customer_events",
+        "calls",
+        "customer_attachments",
+    ] {
         Sql::new(&format!("UPDATE {table} SET customer_id = "))
             .arg(keep)
             .push(" WHERE customer_id = ")

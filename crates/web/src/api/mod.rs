@@ -3,6 +3,7 @@
 pub(crate) mod accounts;
 pub(crate) mod audit;
 mod auth;
+pub(crate) mod customer_attachments;
 pub(crate) mod customer_filters;
 pub(crate) mod customer_quality;
 pub(crate) mod customers;
@@ -51,6 +52,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(device::router())
         .merge(notify::router())
         .merge(customers::router())
+        .merge(customer_attachments::router())
         .merge(customer_quality::router())
         .merge(customer_filters::router())
         .merge(data::router())

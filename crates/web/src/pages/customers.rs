@@ -14,6 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use keping_domain::customers::{ActivityKind, CustomerKind, DuplicateMode};
+use keping_store::customers::attachments::Attachment;
 use keping_store::customers::{
     self as store, Colleague, CustomField, Customer, CustomerFilter, CustomerInput, Duplicate,
     ImportOptions, ImportOutcome, ImportSource, NewActivity, NewCustomer, Share, TimelineItem,
@@ -324,6 +325,7 @@ struct CardPage {
     shares: Vec<Share>,
     /// The custom fields in force at the customer's org.
     fields: Vec<CustomField>,
+    attachments: Vec<Attachment>,
     notice: Option<String>,
     error: FormError,
 }
@@ -335,6 +337,18 @@ impl CardPage {
 
     fn custom(&self, code: &str) -> String {
         crate::pages::customer_edit::custom_text(&self.c, code)
+    }
+
+    /// A file size for people: 830 B, 12.4 KB, 3.1 MB.
+    fn size(&self, bytes: &i64) -> String {
+        let b = *bytes as f64;
+        if b < 1024.0 {
+            format!("{bytes} B")
+        } else if b < 1024.0 * 1024.0 {
+            format!("{:.1} KB", b / 1024.0)
+        } else {
+            format!("{:.1} MB", b / 1024.0 / 1024.0)
+        }
     }
 
     fn action_label(&self, item: &TimelineItem) -> String {
@@ -375,7 +389,7 @@ pub async fn show(
     .await
 }
 
-async fn draw_card_with(
+pub(super) async fn draw_card_with(
     state: &AppState,
     caller: &PageCaller,
     id: i64,
@@ -417,8 +431,12 @@ async fn draw_card_with(
     let fields = store::fields(&state.db, &caller.scope, c.org_id)
         .await
         .unwrap_or_default();
+    let attachments = store::attachments::list(&state.db, &caller.scope, id)
+        .await
+        .unwrap_or_default();
     let page = CardPage {
         fields,
+        attachments,
         owners,
         colleagues,
         shares,

@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod customer_attachments;
 mod customer_edit;
 mod customer_filters;
 mod customer_quality;
@@ -168,6 +169,20 @@ pub fn router() -> Router<AppState> {
             get(customer_edit::merge_form).post(customer_edit::merge),
         )
         .route("/customers/{id}/activities", post(customers::add_activity))
+        .route(
+            "/customers/{id}/attachments",
+            post(customer_attachments::add).layer(DefaultBodyLimit::max(
+                keping_store::customers::attachments::MAX_ATTACHMENT_BYTES + 64 * 1024,
+            )),
+        )
+        .route(
+            "/customers/{id}/attachments/{attachment_id}",
+            get(customer_attachments::get),
+        )
+        .route(
+            "/customers/{id}/attachments/{attachment_id}/delete",
+            post(customer_attachments::delete),
+        )
         .route("/customers/{id}/claim", post(customers::claim))
         .route("/customers/{id}/release", post(customers::release))
         .route("/customers/{id}/grades", get(grading::grade_card))
