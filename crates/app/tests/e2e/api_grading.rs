@@ -54,6 +54,18 @@ async fn run(app: &TestApp, token: &str, model_id: i64, period: &str) -> Value {
     run
 }
 
+/// A customer's grade by a model for a period, as the administrator sees it.
+async fn grade_of(app: &TestApp, customer: i64, model: i64, period: &str) -> Value {
+    let (status, g) = app
+        .get(
+            &format!("/api/v1/customers/{customer}/grades?model_id={model}&period={period}"),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{g}");
+    g
+}
+
 async fn templates_reproduce_the_seeds(app: TestApp) {
     let admin = &app.admin_token;
     let (_, list) = app.get("/api/v1/scoring-models", admin).await;
@@ -1076,19 +1088,7 @@ async fn classifications_and_star_overrides(app: TestApp) {
 
     let composite = template_id(&app, "composite").await;
     run(&app, &mgr_n, composite, "2027-03").await;
-    let grade = |c: i64| {
-        let app = &app;
-        async move {
-            let (status, g) = app
-                .get(
-                    &format!("/api/v1/customers/{c}/grades?model_id={composite}&period=2027-03"),
-                    admin,
-                )
-                .await;
-            assert_eq!(status, StatusCode::OK, "{g}");
-            g
-        }
-    };
+    let grade = |c: i64| grade_of(&app, c, composite, "2027-03");
     let g1 = grade(c1).await;
     // 200000 > 10万, 5 batches > 3, 98% > 95%, 2% < 5%; 350 points reach 100 and 300
     assert_eq!(g1["lifecycle"], "normal", "{g1}");
@@ -1346,13 +1346,7 @@ async fn grading_settings_are_inherited_and_used(app: TestApp) {
     let grade = |c: i64| {
         let app = &app;
         async move {
-            let (status, g) = app
-                .get(
-                    &format!("/api/v1/customers/{c}/grades?model_id={composite}&period=2027-03"),
-                    admin,
-                )
-                .await;
-            assert_eq!(status, StatusCode::OK, "{g}");
+            let g = grade_of(app, c, composite, "2027-03").await;
             (g["lifecycle"].clone(), g["stars"].clone())
         }
     };

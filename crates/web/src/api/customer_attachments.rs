@@ -8,6 +8,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use keping_domain::scope::Scope;
 use keping_store::customers::attachments::{self as store, Attachment, MAX_ATTACHMENT_BYTES};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -20,10 +21,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// A file from a multipart form's `file` field: its name, its type and its bytes.
-pub struct UploadedFile {
-    pub name: String,
-    pub content_type: Option<String>,
-    pub bytes: axum::body::Bytes,
+struct UploadedFile {
+    name: String,
+    content_type: Option<String>,
+    bytes: axum::body::Bytes,
 }
 
 fn too_large() -> ApiError {
@@ -38,7 +39,7 @@ fn too_large() -> ApiError {
 }
 
 /// Reads the `file` field of an upload; other fields are ignored.
-pub async fn uploaded_file(
+async fn uploaded_file(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<UploadedFile, ApiError> {
     let mut multipart = multipart
@@ -92,17 +93,27 @@ async fn add_attachment(
     ApiPath(id): ApiPath<i64>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Attachment>), ApiError> {
+    let a = attach(&state, &caller.scope, id, multipart).await?;
+    Ok((StatusCode::CREATED, Json(a)))
+}
+
+/// Keeps the upload's `file` with customer `id`.
+pub async fn attach(
+    state: &AppState,
+    scope: &Scope,
+    id: i64,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Attachment, ApiError> {
     let file = uploaded_file(multipart).await?;
-    let a = store::add(
+    Ok(store::add(
         &state.db,
-        &caller.scope,
+        scope,
         id,
         &file.name,
         file.content_type.as_deref(),
         &file.bytes,
     )
-    .await?;
-    Ok((StatusCode::CREATED, Json(a)))
+    .await?)
 }
 
 /// A file's bytes as a download, under its own name.

@@ -2,7 +2,7 @@
 
 use super::customers::draw_card_with;
 use super::{error_page, FormError, Shell};
-use crate::api::customer_attachments::{download, uploaded_file};
+use crate::api::customer_attachments::{attach, download};
 use crate::auth::PageCaller;
 use crate::AppState;
 use axum::extract::multipart::MultipartRejection;
@@ -16,21 +16,7 @@ pub async fn add(
     Path(id): Path<i64>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let added = async {
-        let file = uploaded_file(multipart).await?;
-        Ok::<_, crate::error::ApiError>(
-            store::add(
-                &state.db,
-                &caller.scope,
-                id,
-                &file.name,
-                file.content_type.as_deref(),
-                &file.bytes,
-            )
-            .await?,
-        )
-    }
-    .await;
+    let added = attach(&state, &caller.scope, id, multipart).await;
     match added {
         Ok(_) => Redirect::to(&format!(
             "/customers/{id}?saved=attachment_added#attachments"
