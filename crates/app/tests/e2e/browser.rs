@@ -883,5 +883,33 @@ async fn grade_card_and_distribution_in_both_languages() {
         .unwrap();
     browser.visible("#schedules-empty").await;
     browser.shot("grading_schedules.zh.png").await;
+
+    // an attachment uploaded from the customer's card
+    let contract = std::env::temp_dir().join(format!("合同-{}.pdf", std::process::id()));
+    std::fs::write(&contract, b"%PDF-1.4 contract").unwrap();
+    browser
+        .client
+        .goto(&format!("{}/customers/{}", app.url, ids[0]))
+        .await
+        .unwrap();
+    browser.visible("#attachments-empty").await;
+    browser
+        .client
+        .find(Locator::Css("#attachment-form input[type=file]"))
+        .await
+        .unwrap()
+        .send_keys(contract.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.submit("#attachment-upload").await;
+    std::fs::remove_file(&contract).unwrap();
+    assert!(browser.text("#notice").await.contains("附件已上传"));
+    let listed = browser.text("#customer-attachments").await;
+    assert!(
+        listed.contains("合同-") && listed.contains("17 B"),
+        "{listed}"
+    );
+    browser.click("#attachments").await;
+    browser.shot("customer_attachments.zh.png").await;
     browser.client.clone().close().await.unwrap();
 }
