@@ -120,6 +120,12 @@ pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> 
         )),
     ];
     if state.db.backend == keping_store::Backend::Postgres {
+        workers.push(tokio::spawn(
+            state
+                .live
+                .clone()
+                .forward_to_postgres(state.db.clone(), workers_stopped.clone()),
+        ));
         workers.push(tokio::spawn(listen(
             state.db.url.clone(),
             state.live.clone(),
@@ -165,7 +171,7 @@ async fn listen(
                         }
                     }
                     Ok(n) => {
-                        if let Some(event) = LiveEvent::parse(n.payload()) {
+                        for event in LiveEvent::parse_all(n.payload()) {
                             live.deliver(event);
                         }
                     }

@@ -43,27 +43,24 @@ pub fn limiter() -> Arc<DefaultKeyedRateLimiter<i64>> {
 
 /// What follows a recorded press, whichever way it came (device API or QR page): alerts leave at
 /// once, and the live monitor hears of it.
-pub async fn after_press(state: &AppState, device: &Device, outcome: &PressOutcome) {
+pub fn after_press(state: &AppState, device: &Device, outcome: &PressOutcome) {
     if outcome.alerts_queued > 0 {
         state.outbox_wake.notify_one();
     }
     if !outcome.replay {
-        changed(state, device).await;
+        changed(state, device);
     }
 }
 
 /// Tells the live monitor that something happened at the terminal's window.
-async fn changed(state: &AppState, device: &Device) {
-    state
-        .live
-        .publish(
-            &state.db,
-            LiveEvent {
-                window_id: device.window_id,
-                org_path: device.org_path.clone(),
-            },
-        )
-        .await;
+fn changed(state: &AppState, device: &Device) {
+    state.live.publish(
+        &state.db,
+        LiveEvent {
+            window_id: device.window_id,
+            org_path: device.org_path.clone(),
+        },
+    );
 }
 
 /// A terminal, authenticated by its token and within its rate limit.
@@ -225,7 +222,7 @@ async fn sign_in(
             .field("employee_no"),
             e => e.into(),
         })?;
-    changed(&state, &device).await;
+    changed(&state, &device);
     Ok(Json(SignedIn { staff }))
 }
 
@@ -236,7 +233,7 @@ async fn sign_out(
     CounterTerminal(device): CounterTerminal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     store::sign_out(&state.db, &device).await?;
-    changed(&state, &device).await;
+    changed(&state, &device);
     Ok(Json(serde_json::json!({"status": "signed_out"})))
 }
 
@@ -253,7 +250,7 @@ async fn start(
     CounterTerminal(device): CounterTerminal,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
     let service_id = store::start_service(&state.db, &device).await?;
-    changed(&state, &device).await;
+    changed(&state, &device);
     Ok((StatusCode::CREATED, Json(Started { service_id })))
 }
 
@@ -266,7 +263,7 @@ async fn end(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     store::end_service(&state.db, &device, id).await?;
-    changed(&state, &device).await;
+    changed(&state, &device);
     Ok(Json(
         serde_json::json!({"service_id": id, "prompt": "open"}),
     ))
@@ -322,7 +319,7 @@ async fn press(
         negative_reason: body.negative_reason,
     };
     let outcome = state.presses.press(&device, input).await?;
-    after_press(&state, &device, &outcome).await;
+    after_press(&state, &device, &outcome);
     let status = if outcome.replay {
         StatusCode::OK
     } else {

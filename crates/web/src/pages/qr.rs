@@ -271,7 +271,7 @@ pub async fn press(
     };
     let pressed = state.presses.press(&device, input).await;
     if let Ok(o) = &pressed {
-        crate::api::device::after_press(&state, &device, o).await;
+        crate::api::device::after_press(&state, &device, o);
     }
     let outcome = match pressed {
         Ok(o) if o.counted => Outcome::Thanks,
