@@ -10,7 +10,8 @@ pub mod quality;
 pub mod saved_filters;
 
 pub use import::{
-    export_xlsx, import, undo_import, ImportOptions, ImportOutcome, ImportRejection, ImportSource,
+    export_xlsx, import, undo_import, ImportOptions, ImportOutcome, ImportPhase, ImportProgress,
+    ImportRejection, ImportSource,
 };
 
 use crate::audit::{self, Changes, Entry};
