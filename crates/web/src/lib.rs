@@ -41,6 +41,8 @@ pub struct AppState {
     pub live: live::Live,
     /// Presses through QR pages, per visitor address and per QR code.
     pub qr_limits: std::sync::Arc<pages::QrLimits>,
+    /// Customer imports followed by their progress tokens.
+    pub imports: std::sync::Arc<api::customers::ImportWatch>,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             outbox_wake: Default::default(),
             live: Default::default(),
             qr_limits: Default::default(),
+            imports: Default::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ both!(
     pool_claim_limit_and_auto_return,
     merge_repoints_everything,
     import_dry_run_undo_and_gbk,
+    import_progress_is_followed,
     export_imports_back_the_same,
     caller_id_reaches_the_agent,
     customer_pages,
@@ -903,6 +904,102 @@ async fn upload(
         .unwrap();
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// An import sent with a progress token is followed while it runs: the phases come in order and
+/// end in done with every row counted; only its sender may follow it.
+async fn import_progress_is_followed(app: TestApp) {
+    let admin = app.admin_token.clone();
+    const ROWS: usize = 6000;
+    let mut csv = String::from("客户名称,联系人,手机\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("进度客户{i},联系人{i},139{i:08}\n"));
+    }
+    let send = |token: &str| {
+        let form = reqwest::multipart::Form::new()
+            .text("progress", token.to_string())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(csv.clone().into_bytes()).file_name("进度.csv"),
+            );
+        app.client
+            .post(format!("{}/api/v1/customers/imports", app.url))
+            .bearer_auth(&admin)
+            .multipart(form)
+            .send()
+    };
+    let resp = send("no spaces allowed").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let token = "imp-7f3a.x_1";
+    let upload = send(token);
+    let poll = async {
+        let mut phases: Vec<String> = Vec::new();
+        let order = ["reading", "checking", "writing", "done"];
+        let started = Instant::now();
+        loop {
+            let (status, p) = app
+                .get(
+                    &format!("/api/v1/customers/imports/progress/{token}"),
+                    &admin,
+                )
+                .await;
+            if status == StatusCode::OK {
+                let phase = p["phase"].as_str().unwrap().to_string();
+                let at = order
+                    .iter()
+                    .position(|o| *o == phase)
+                    .expect("a known phase");
+                if let Some(last) = phases.last() {
+                    let before = order.iter().position(|o| o == last).unwrap();
+                    assert!(at >= before, "{phase} after {last}");
+                }
+                if phase != "reading" {
+                    assert_eq!(p["rows_total"], ROWS, "{p}");
+                }
+                assert!(p["rows_done"].as_u64().unwrap() <= ROWS as u64, "{p}");
+                if phases.last() != Some(&phase) {
+                    phases.push(phase.clone());
+                }
+                if phase == "done" {
+                    assert_eq!(p["rows_done"], ROWS, "{p}");
+                    return phases;
+                }
+            } else {
+                assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "{phases:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (resp, phases) = tokio::join!(upload, poll);
+    let resp = resp.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let outcome: Value = resp.json().await.unwrap();
+    assert_eq!(outcome["created"], ROWS, "{outcome}");
+    assert_eq!(phases.last().map(String::as_str), Some("done"));
+    assert!(phases.len() >= 2, "the import was seen running: {phases:?}");
+
+    let (status, p) = app
+        .get(
+            &format!("/api/v1/customers/imports/progress/{token}"),
+            &admin,
+        )
+        .await;
+    assert_eq!((status, &p["phase"]), (StatusCode::OK, &json!("done")));
+    let root = app.root_id().await;
+    let (_, other) = rep(&app, root, "progress-other", REP_PERMS).await;
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/customers/imports/progress/{token}"),
+            &other,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .get("/api/v1/customers/imports/progress/never-sent", &admin)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 async fn import_dry_run_undo_and_gbk(app: TestApp) {

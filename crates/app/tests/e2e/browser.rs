@@ -913,3 +913,112 @@ async fn grade_card_and_distribution_in_both_languages() {
     browser.shot("customer_attachments.zh.png").await;
     browser.client.clone().close().await.unwrap();
 }
+
+/// Through the import page: a csv with Chinese names is imported (the page follows it with a
+/// progress bar), and the customer list then finds a customer by the pinyin initials of the
+/// name; once in Chinese and once in English, with screenshots of each step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_page_then_pinyin_search_in_both_languages() {
+    if !enabled() {
+        eprintln!("skipped: set KEPING_TEST_BROWSER=1 with chromium and chromedriver installed");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let browser = Browser::start(1366, 900).await;
+    browser
+        .login(&app, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    // (language, the customer to find, its initials, a customer they must not find, filler rows)
+    let runs = [
+        ("zh", "张三丰", "zsf", "李四", 0),
+        ("en", "欧阳修远", "oyxy", "王五", 1500),
+    ];
+    for (lang, name, initials, other, filler) in runs {
+        let mut csv = format!("客户名称,联系人,手机\n{name},{name},13912345{lang_no}\n{other},{other},13987654{lang_no}\n",
+            lang_no = if lang == "zh" { "001" } else { "002" });
+        for i in 0..filler {
+            csv.push_str(&format!("批量客户{i},联系人{i},137{i:08}\n"));
+        }
+        let file = dir.path().join(format!("customers-{lang}.csv"));
+        std::fs::write(&file, csv).unwrap();
+        browser
+            .client
+            .goto(&format!("{}/customers/import", app.url))
+            .await
+            .unwrap();
+        let file_input = browser.client.find(Locator::Css("#i-file")).await.unwrap();
+        file_input.send_keys(file.to_str().unwrap()).await.unwrap();
+        // the form offers a dry run first; this one imports
+        browser.click("#i-dry").await;
+        browser
+            .shot(&format!("customer_import.{lang}.form.png"))
+            .await;
+        browser.click("#import-submit").await;
+        if filler > 0 {
+            // a picture of the bar while the server works (the import may also end first)
+            for _ in 0..30 {
+                let running = browser
+                    .client
+                    .execute("return !document.getElementById('import-result') && document.getElementById('import-bar').style.width !== '0%';", vec![])
+                    .await
+                    .unwrap();
+                if running == serde_json::Value::Bool(true) {
+                    browser
+                        .shot(&format!("customer_import.{lang}.progress.png"))
+                        .await;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // a debug build on a busy machine may take a while over the larger file
+        browser
+            .client
+            .wait()
+            .at_most(Duration::from_secs(90))
+            .for_element(Locator::Css("#import-result"))
+            .await
+            .unwrap();
+        assert_eq!(
+            browser.text("#import-created").await,
+            (2 + filler).to_string()
+        );
+        assert_eq!(browser.text("#import-rejected").await, "0");
+        if filler > 0 {
+            // the page followed the import while it ran
+            browser
+                .wait_until("performance.getEntriesByType('resource').some((e) => e.name.includes('/customers/import/progress/'))")
+                .await;
+        }
+        browser
+            .shot(&format!("customer_import.{lang}.result.png"))
+            .await;
+
+        browser
+            .client
+            .goto(&format!("{}/customers", app.url))
+            .await
+            .unwrap();
+        browser.fill("#f-q", initials).await;
+        browser
+            .wait_until(&format!(
+                "location.search.includes('q={initials}') && document.querySelector('#customers-table') && document.querySelector('#customers-table').innerText.includes('{name}')"
+            ))
+            .await;
+        let table = browser.text("#customers-table").await;
+        assert!(!table.contains(other), "{initials} found {other}: {table}");
+        browser.shot(&format!("customer_search.{lang}.png")).await;
+        if lang == "zh" {
+            browser.click("#switch-lang").await;
+            browser
+                .client
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::XPath("//a[contains(., 'Customers')]"))
+                .await
+                .unwrap();
+        }
+    }
+    browser.client.clone().close().await.unwrap();
+}

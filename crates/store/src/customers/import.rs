@@ -6,9 +6,8 @@
 //! half-written.
 
 use super::{
-    check, contact_values, duplicates_of, event, field_defs, org_within, push_field_values,
-    reindex, require, set_tags, ContactFields, CustomerFilter, CustomerInput, Duplicate, Fields,
-    CONTACT_COLUMNS, FIELD_COLUMNS,
+    check, contact_values, event, field_defs, org_within, push_field_values, reindex, require,
+    set_tags, ContactFields, CustomerFilter, CustomerInput, Fields, CONTACT_COLUMNS, FIELD_COLUMNS,
 };
 use crate::audit::{self, Changes, Entry};
 use crate::db::Backend;
@@ -23,7 +22,10 @@ use keping_domain::validate::Invalid;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{Any, Transaction};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 use utoipa::ToSchema;
 
 /// At most this many data rows per file.
@@ -42,6 +44,8 @@ pub struct ImportOptions {
     pub duplicates: DuplicateMode,
     /// The org the customers go to; default the caller's.
     pub org_id: Option<i64>,
+    /// Kept up to date while the import runs, for a caller polling it.
+    pub progress: Option<Arc<ImportProgress>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -432,6 +436,303 @@ fn row_input(cells: &[Cell], cols: &Columns) -> std::result::Result<RowInput, (S
     })
 }
 
+/// The stages of an import, as a caller polling its progress sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportPhase {
+    /// The file is being read.
+    Reading,
+    /// Rows are being checked, and looked up among the customers on file.
+    Checking,
+    /// Customers are being written.
+    Writing,
+    /// The import has ended (imported, or failed: the answer to the upload says which).
+    Done,
+}
+
+/// How far a running import has got; shared with whoever polls it.
+#[derive(Debug, Default)]
+pub struct ImportProgress {
+    phase: AtomicU8,
+    rows_done: AtomicUsize,
+    rows_total: AtomicUsize,
+}
+
+impl ImportProgress {
+    /// The phase, the rows done in it and the data rows of the file (0 while it is being read).
+    pub fn get(&self) -> (ImportPhase, usize, usize) {
+        let phase = match self.phase.load(Ordering::Relaxed) {
+            0 => ImportPhase::Reading,
+            1 => ImportPhase::Checking,
+            2 => ImportPhase::Writing,
+            _ => ImportPhase::Done,
+        };
+        (
+            phase,
+            self.rows_done.load(Ordering::Relaxed),
+            self.rows_total.load(Ordering::Relaxed),
+        )
+    }
+
+    fn enter(&self, phase: ImportPhase) {
+        self.rows_done.store(0, Ordering::Relaxed);
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    /// Marks the import ended (also when it failed: the answer to the upload says how).
+    pub fn finish(&self) {
+        self.rows_done
+            .store(self.rows_total.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.phase.store(ImportPhase::Done as u8, Ordering::Relaxed);
+    }
+}
+
+/// A data row after the checks: rejected, or the customer (and contact) it would write.
+enum Prepared {
+    Blank,
+    Rejected(ImportRejection),
+    Row(Box<Checked>),
+}
+
+struct Checked {
+    row_no: usize,
+    customer: CustomerInput,
+    fields: Fields,
+    contact: Option<ContactFields>,
+}
+
+/// Reads and checks every data row of the sheet (no database work).
+fn prepare(
+    sheet: &Sheet,
+    header_at: usize,
+    cols: &Columns,
+    defs: &[FieldDef],
+    progress: &ImportProgress,
+) -> Vec<Prepared> {
+    let column_of = |field: &str| column_of(cols, field);
+    let reject = |row, field: String, reason| {
+        Prepared::Rejected(ImportRejection {
+            row,
+            column: column_of(&field),
+            field: Some(field),
+            reason,
+        })
+    };
+    let mut out = Vec::with_capacity(sheet.rows.len().saturating_sub(header_at + 1));
+    for (i, cells) in sheet.rows.iter().enumerate().skip(header_at + 1) {
+        if i % 1000 == 0 {
+            progress.rows_done.store(i - header_at, Ordering::Relaxed);
+        }
+        let row_no = sheet.first_row + i;
+        if cells
+            .iter()
+            .all(|c| c.text().is_none() && !matches!(c, Cell::Error(_)))
+        {
+            out.push(Prepared::Blank);
+            continue;
+        }
+        let input = match row_input(cells, cols) {
+            Ok(r) => r,
+            Err((field, reason)) => {
+                out.push(reject(row_no, field, reason));
+                continue;
+            }
+        };
+        let fields = match check(&input.customer, defs) {
+            Ok(f) => f,
+            Err(e) => {
+                let field = if e.field == "name" && !cols.by_field.contains_key("name") {
+                    "company".to_string()
+                } else {
+                    e.field.clone()
+                };
+                out.push(reject(row_no, field, e.message));
+                continue;
+            }
+        };
+        match input.contact.as_ref().map(super::check_contact).transpose() {
+            Ok(contact) => out.push(Prepared::Row(Box::new(Checked {
+                row_no,
+                customer: input.customer,
+                fields,
+                contact,
+            }))),
+            Err(e) => out.push(reject(row_no, format!("contact_{}", e.field), e.message)),
+        }
+    }
+    out
+}
+
+fn column_of(cols: &Columns, field: &str) -> Option<String> {
+    let base = field.split('.').next().unwrap_or(field);
+    let key = if base == "custom" { field } else { base };
+    cols.by_field.get(key).map(|&i| column_letter(i))
+}
+
+/// Lookups answered this many keys to a statement.
+const LOOKUP_CHUNK: usize = 1000;
+
+/// The customers on file that rows of an import may repeat, by phone and by name+company key,
+/// looked up for all rows at once. It answers each row as the per-row check of
+/// [`super::duplicates_of`] would inside the import's transaction: the first five customers by
+/// id with the phone, then the first five with the key, and the first of them the caller may see.
+/// Customers the rows update are looked up again, so that later rows see them as they now are;
+/// the customers the import creates are caught by the file's own earlier rows first.
+struct OnFile {
+    by_phone: HashMap<String, Vec<i64>>,
+    by_key: HashMap<String, Vec<i64>>,
+    /// The phones and key each customer found is filed under.
+    filed: HashMap<i64, (Vec<String>, Option<String>)>,
+    visible: HashSet<i64>,
+}
+
+impl OnFile {
+    async fn load(
+        tx: &mut Transaction<'static, Any>,
+        scope: &Scope,
+        backend: Backend,
+        rows: &[Prepared],
+    ) -> Result<OnFile> {
+        let mut on_file = OnFile {
+            by_phone: HashMap::new(),
+            by_key: HashMap::new(),
+            filed: HashMap::new(),
+            visible: HashSet::new(),
+        };
+        for r in rows {
+            if let Prepared::Row(row) = r {
+                let fields = &row.fields;
+                if let Some(p) = &fields.phone {
+                    on_file.by_phone.entry(p.digits.clone()).or_default();
+                }
+                on_file
+                    .by_key
+                    .entry(rules::name_company_key(
+                        &fields.name,
+                        fields.company.as_deref(),
+                    ))
+                    .or_default();
+            }
+        }
+        let phones: Vec<String> = on_file.by_phone.keys().cloned().collect();
+        for chunk in phones.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::bulk(backend, "SELECT cp.digits, c.id FROM customer_phones cp JOIN customers c ON c.id = cp.customer_id WHERE cp.digits IN (");
+            push_texts(&mut sql, chunk);
+            let found: Vec<(String, i64)> = sql.fetch_all(&mut **tx).await?;
+            for (digits, id) in found {
+                on_file.filed.entry(id).or_default().0.push(digits.clone());
+                on_file.by_phone.entry(digits).or_default().push(id);
+            }
+        }
+        let keys: Vec<String> = on_file.by_key.keys().cloned().collect();
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::bulk(
+                backend,
+                "SELECT c.name_company_key, c.id FROM customers c WHERE c.name_company_key IN (",
+            );
+            push_texts(&mut sql, chunk);
+            let found: Vec<(String, i64)> = sql.fetch_all(&mut **tx).await?;
+            for (key, id) in found {
+                on_file.filed.entry(id).or_default().1 = Some(key.clone());
+                on_file.by_key.entry(key).or_default().push(id);
+            }
+        }
+        for ids in on_file
+            .by_phone
+            .values_mut()
+            .chain(on_file.by_key.values_mut())
+        {
+            ids.sort_unstable();
+        }
+        let ids: Vec<i64> = on_file.filed.keys().copied().collect();
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::bulk(
+                backend,
+                "SELECT c.id FROM customers c JOIN orgs o ON o.id = c.org_id WHERE ",
+            );
+            sql.in_ids("c.id", chunk).push(" AND ");
+            super::reachable(&mut sql, scope, "customer.view");
+            let seen: Vec<(i64,)> = sql.fetch_all(&mut **tx).await?;
+            on_file.visible.extend(seen.into_iter().map(|(id,)| id));
+        }
+        Ok(on_file)
+    }
+
+    /// Why the row repeats a customer on file (same_phone or same_name_company), and the first
+    /// such customer the caller may see.
+    fn duplicate_of(&self, f: &Fields, key: &str) -> Option<(&'static str, Option<i64>)> {
+        let first5 = |ids: Option<&Vec<i64>>| -> Vec<i64> {
+            ids.map(|v| v.iter().take(5).copied().collect())
+                .unwrap_or_default()
+        };
+        let by_phone = first5(f.phone.as_ref().and_then(|p| self.by_phone.get(&p.digits)));
+        let by_key = first5(self.by_key.get(key));
+        let reason = if !by_phone.is_empty() {
+            "same_phone"
+        } else if !by_key.is_empty() {
+            "same_name_company"
+        } else {
+            return None;
+        };
+        let target = by_phone
+            .iter()
+            .chain(&by_key)
+            .find(|id| self.visible.contains(id))
+            .copied();
+        Some((reason, target))
+    }
+
+    /// Files an updated customer under the phones and key it has now.
+    async fn refile(&mut self, tx: &mut Transaction<'static, Any>, id: i64) -> Result<()> {
+        let (old_phones, old_key) = self.filed.remove(&id).unwrap_or_default();
+        for p in &old_phones {
+            if let Some(ids) = self.by_phone.get_mut(p) {
+                ids.retain(|&x| x != id);
+            }
+        }
+        if let Some(ids) = old_key.as_ref().and_then(|k| self.by_key.get_mut(k)) {
+            ids.retain(|&x| x != id);
+        }
+        let phones: Vec<(String,)> =
+            Sql::new("SELECT digits FROM customer_phones WHERE customer_id = ")
+                .arg(id)
+                .fetch_all(&mut **tx)
+                .await?;
+        let (key,): (String,) = Sql::new("SELECT name_company_key FROM customers WHERE id = ")
+            .arg(id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let file = |ids: &mut Vec<i64>| {
+            if let Err(at) = ids.binary_search(&id) {
+                ids.insert(at, id);
+            }
+        };
+        let mut filed = (Vec::new(), None);
+        for (p,) in phones {
+            if let Some(ids) = self.by_phone.get_mut(&p) {
+                file(ids);
+                filed.0.push(p);
+            }
+        }
+        if let Some(ids) = self.by_key.get_mut(&key) {
+            file(ids);
+            filed.1 = Some(key);
+        }
+        self.filed.insert(id, filed);
+        Ok(())
+    }
+}
+
+fn push_texts(sql: &mut Sql, values: &[String]) {
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.arg(v);
+    }
+    sql.push(")");
+}
+
 /// Imports customers (and a first contact each). A dry run answers what would happen and writes nothing.
 pub async fn import(
     db: &Db,
@@ -439,9 +740,28 @@ pub async fn import(
     src: ImportSource,
     opts: ImportOptions,
 ) -> Result<ImportOutcome> {
+    let progress = opts.progress.clone().unwrap_or_default();
+    let outcome = run_import(db, scope, src, opts, &progress).await;
+    progress.finish();
+    outcome
+}
+
+async fn run_import(
+    db: &Db,
+    scope: &Scope,
+    src: ImportSource,
+    opts: ImportOptions,
+    progress: &Arc<ImportProgress>,
+) -> Result<ImportOutcome> {
     require(scope, "customer.import")?;
     require(scope, "customer.edit")?;
-    let sheet = read_sheet(&src)?;
+    let started = Instant::now();
+    let file_name = src.file_name.clone();
+    // parsing a large workbook takes seconds: off the async workers
+    let sheet = tokio::task::spawn_blocking(move || read_sheet(&src))
+        .await
+        .map_err(|e| unreadable(format!("the file could not be read ({e})")))??;
+    let read_ms = started.elapsed().as_millis();
     let texts: Vec<Vec<String>> = sheet
         .rows
         .iter()
@@ -465,6 +785,8 @@ pub async fn import(
         )
         .into());
     }
+    progress.rows_total.store(data_rows, Ordering::Relaxed);
+    progress.enter(ImportPhase::Checking);
     let mut tx = db.begin().await?;
     let path = match opts.org_id {
         Some(o) => org_within(&mut tx, scope, "customer.import", o).await?,
@@ -472,12 +794,31 @@ pub async fn import(
     };
     let defs = field_defs(&mut *tx, &path).await?;
     let cols = columns(&texts[header_at], opts.mapping.as_ref(), &defs)?;
+    let header_row = sheet.first_row + header_at;
+    let mapping = cols.used.clone();
+    let ignored_columns = cols.ignored.clone();
+    let (prepared, cols, defs) = {
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || {
+            let rows = prepare(&sheet, header_at, &cols, &defs, &progress);
+            (rows, cols, defs)
+        })
+        .await
+        .map_err(|e| unreadable(format!("the rows could not be checked ({e})")))?
+    };
+    let mut on_file = if opts.duplicates == DuplicateMode::ImportAnyway {
+        None
+    } else {
+        Some(OnFile::load(&mut tx, scope, db.backend, &prepared).await?)
+    };
+    let checked_ms = started.elapsed().as_millis();
+    progress.enter(ImportPhase::Writing);
     let import_id = if opts.dry_run {
         None
     } else {
         Some(
             Sql::new("INSERT INTO customer_imports (org_id, user_id, file_name, rows_total, created, updated, created_at) VALUES (")
-                .arg(path.id()).push(", ").arg(scope.user_id).push(", ").arg(src.file_name.chars().take(200).collect::<String>())
+                .arg(path.id()).push(", ").arg(scope.user_id).push(", ").arg(file_name.chars().take(200).collect::<String>())
                 .push(", ").arg(data_rows as i64).push(", 0, 0, ").arg(now_millis()).push(") RETURNING id")
                 .fetch_i64(&mut *tx)
                 .await?,
@@ -491,9 +832,9 @@ pub async fn import(
         updated: 0,
         rejected: Vec::new(),
         duplicates: Vec::new(),
-        header_row: sheet.first_row + header_at,
-        mapping: cols.used.clone(),
-        ignored_columns: cols.ignored.clone(),
+        header_row,
+        mapping,
+        ignored_columns,
     };
     // earlier rows of this file, by phone and by name+company
     let mut seen_phone: HashMap<String, usize> = HashMap::new();
@@ -505,62 +846,28 @@ pub async fn import(
         import_id,
     };
     let mut seen_key: HashMap<String, usize> = HashMap::new();
-    let column_of = |field: &str| -> Option<String> {
-        let base = field.split('.').next().unwrap_or(field);
-        let key = if base == "custom" { field } else { base };
-        cols.by_field.get(key).map(|&i| column_letter(i))
-    };
-    for (i, cells) in sheet.rows.iter().enumerate().skip(header_at + 1) {
-        let row_no = sheet.first_row + i;
-        if cells
-            .iter()
-            .all(|c| c.text().is_none() && !matches!(c, Cell::Error(_)))
-        {
-            continue;
+    for (n, row) in prepared.into_iter().enumerate() {
+        if n % 1000 == 0 {
+            progress.rows_done.store(n, Ordering::Relaxed);
         }
+        let (row_no, customer, fields, contact) = match row {
+            Prepared::Blank => continue,
+            Prepared::Rejected(r) => {
+                out.rows += 1;
+                out.rejected.push(r);
+                continue;
+            }
+            Prepared::Row(row) => {
+                let Checked {
+                    row_no,
+                    customer,
+                    fields,
+                    contact,
+                } = *row;
+                (row_no, customer, fields, contact)
+            }
+        };
         out.rows += 1;
-        let input = match row_input(cells, &cols) {
-            Ok(r) => r,
-            Err((field, reason)) => {
-                out.rejected.push(ImportRejection {
-                    row: row_no,
-                    column: column_of(&field),
-                    field: Some(field),
-                    reason,
-                });
-                continue;
-            }
-        };
-        let fields = match check(&input.customer, &defs) {
-            Ok(f) => f,
-            Err(e) => {
-                let field = if e.field == "name" && !cols.by_field.contains_key("name") {
-                    "company".to_string()
-                } else {
-                    e.field.clone()
-                };
-                out.rejected.push(ImportRejection {
-                    row: row_no,
-                    column: column_of(&field),
-                    field: Some(field),
-                    reason: e.message,
-                });
-                continue;
-            }
-        };
-        let contact = match input.contact.as_ref().map(super::check_contact).transpose() {
-            Ok(c) => c,
-            Err(e) => {
-                let field = format!("contact_{}", e.field);
-                out.rejected.push(ImportRejection {
-                    row: row_no,
-                    column: column_of(&field),
-                    field: Some(field),
-                    reason: e.message,
-                });
-                continue;
-            }
-        };
         let key = rules::name_company_key(&fields.name, fields.company.as_deref());
         let earlier = fields
             .phone
@@ -589,23 +896,16 @@ pub async fn import(
                 seen_phone.entry(p.digits).or_insert(row_no);
             }
         }
+        let repeats = on_file.as_ref().and_then(|o| o.duplicate_of(&fields, &key));
         seen_key.entry(key).or_insert(row_no);
-        let on_file: Vec<Duplicate> = if opts.duplicates == DuplicateMode::ImportAnyway {
-            Vec::new()
-        } else {
-            duplicates_of(&mut tx, scope, &fields, None).await?
-        };
-        if let Some(d) = on_file.first() {
-            let target = on_file
-                .iter()
-                .find(|d| d.visible)
-                .and_then(|d| d.customer_id);
+        if let Some((reason, target)) = repeats {
             let (action, customer_id) = match (opts.duplicates, target) {
                 (DuplicateMode::Update, Some(id)) => {
-                    match update_from_row(&mut tx, scope, id, &input.customer, &defs, import_id)
-                        .await
-                    {
+                    match update_from_row(&mut tx, scope, id, &customer, &defs, import_id).await {
                         Ok(()) => {
+                            if let Some(o) = on_file.as_mut() {
+                                o.refile(&mut tx, id).await?;
+                            }
                             out.updated += 1;
                             out.accepted += 1;
                             ("updated", Some(id))
@@ -613,7 +913,7 @@ pub async fn import(
                         Err(StoreError::Invalid(e)) => {
                             out.rejected.push(ImportRejection {
                                 row: row_no,
-                                column: column_of(&e.field),
+                                column: column_of(&cols, &e.field),
                                 field: Some(e.field.clone()),
                                 reason: e.message,
                             });
@@ -630,7 +930,7 @@ pub async fn import(
             out.duplicates.push(ImportDuplicate {
                 row: row_no,
                 customer_id,
-                reason: d.reason.clone(),
+                reason: reason.into(),
                 action: action.into(),
                 same_as_row: None,
             });
@@ -670,7 +970,7 @@ pub async fn import(
                     action: "import",
                     entity: "customer_import",
                     entity_id: Some(id),
-                    summary: src.file_name.clone(),
+                    summary: file_name.clone(),
                     changes: Some(changes),
                 },
             )
@@ -678,6 +978,16 @@ pub async fn import(
             tx.commit().await?;
         }
     }
+    let checked = checked_ms - read_ms;
+    tracing::info!(
+        rows = out.rows,
+        created = out.created,
+        read_ms,
+        checked_ms = checked,
+        written_ms = started.elapsed().as_millis() - checked_ms,
+        dry_run = opts.dry_run,
+        "customer import"
+    );
     Ok(out)
 }
 

@@ -12,7 +12,8 @@ pub mod reminders;
 pub mod saved_filters;
 
 pub use import::{
-    export_xlsx, import, undo_import, ImportOptions, ImportOutcome, ImportRejection, ImportSource,
+    export_xlsx, import, undo_import, ImportOptions, ImportOutcome, ImportPhase, ImportProgress,
+    ImportRejection, ImportSource,
 };
 pub use reminders::{reminders, Reminder, Reminders};
 

@@ -12,12 +12,14 @@ use axum::Json;
 use keping_domain::customers::{DuplicateMode, FieldDef, FieldKind, PoolSettings};
 use keping_store::customers::{
     self as store, Activity, Call, Contact, ContactInput, Created, CustomField, Customer,
-    CustomerFilter, CustomerInput, ImportOptions, ImportOutcome, ImportSource, NewActivity,
-    NewCustomer, Reminders, Share, Sort, TimelineItem,
+    CustomerFilter, CustomerInput, ImportOptions, ImportOutcome, ImportPhase, ImportProgress,
+    ImportSource, NewActivity, NewCustomer, Reminders, Share, Sort, TimelineItem,
 };
 use keping_store::Page;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -48,6 +50,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_pool_settings, put_pool_settings))
         .routes(routes!(list_fields, create_field))
         .routes(routes!(undo_import))
+        .routes(routes!(import_progress))
         .routes(routes!(incoming_call))
         .merge(imports)
 }
@@ -637,6 +640,105 @@ async fn create_field(
     ))
 }
 
+/// Imports followed by a token their caller chose (the form field `progress`), while they run
+/// and for an hour after they began. A token belongs to the user who sent it.
+#[derive(Default)]
+pub struct ImportWatch {
+    imports: Mutex<HashMap<Followed, (Instant, Arc<ImportProgress>)>>,
+}
+
+/// A user's id and the token he follows an import under.
+type Followed = (i64, String);
+
+impl ImportWatch {
+    const KEPT: Duration = Duration::from_secs(3600);
+
+    /// Starts following an import of `user_id` under `token` (a token used again starts afresh).
+    pub fn follow(&self, user_id: i64, token: String) -> Arc<ImportProgress> {
+        let progress = Arc::new(ImportProgress::default());
+        let mut imports = self.imports.lock().expect("import watch lock");
+        imports.retain(|_, (since, _)| since.elapsed() < Self::KEPT);
+        imports.insert((user_id, token), (Instant::now(), progress.clone()));
+        progress
+    }
+
+    /// How far the import `user_id` follows under `token` has got.
+    pub fn get(&self, user_id: i64, token: &str) -> Option<ProgressBody> {
+        let imports = self.imports.lock().expect("import watch lock");
+        imports
+            .get(&(user_id, token.to_string()))
+            .filter(|(since, _)| since.elapsed() < Self::KEPT)
+            .map(|(_, p)| {
+                let (phase, rows_done, rows_total) = p.get();
+                ProgressBody {
+                    phase,
+                    rows_done,
+                    rows_total,
+                }
+            })
+    }
+}
+
+/// Marks a followed import ended when its request ends, however it ends.
+pub struct FinishOnDrop(pub Arc<ImportProgress>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// Checks a progress token: 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn progress_token(text: &str) -> Result<String, keping_domain::Invalid> {
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(keping_domain::Invalid::new(
+            "progress",
+            "invalid_token",
+            "progress is a token of 1 to 64 letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// How far a running import has got.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressBody {
+    /// reading (the file), checking (rows and duplicates), writing, done (the upload's answer says how it ended).
+    pub phase: ImportPhase,
+    /// Rows done in this phase.
+    pub rows_done: usize,
+    /// The file's data rows (0 while it is being read).
+    pub rows_total: usize,
+}
+
+/// How far an import sent with the form field `progress` has got. Poll it while the upload runs;
+/// only the user who sent the import may read it, for an hour after it began.
+#[utoipa::path(get, path = "/api/v1/customers/imports/progress/{token}", tag = "customers", security(("bearer" = [])),
+    params(("token" = String, Path, description = "the token sent as the form field progress")),
+    responses((status = 200, body = ProgressBody), (status = 404, body = ErrorBody)))]
+async fn import_progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(token): ApiPath<String>,
+) -> Result<Json<ProgressBody>, ApiError> {
+    state
+        .imports
+        .get(caller.scope.user_id, &token)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no import of yours is followed under this token",
+            )
+        })
+}
+
 /// Import customers (and a first contact each) from a spreadsheet. The header row is found by
 /// itself (a title row above it is fine) and Chinese and English headers are recognised; every
 /// rejected row is listed with its row number, column, field and reason. Form fields: `file`
@@ -644,7 +746,9 @@ async fn create_field(
 /// name, company, contact_name, phone, email, address, industry, region, kind, birthday, intent,
 /// importance, source, customer_group, tags, notes, code, contact_title, contact_department,
 /// hobbies or custom.<code>); `dry_run` (true: check only, 200; default false: import, 201);
-/// `duplicates` (skip (default), update or import_anyway); `org_id` (default the caller's org).
+/// `duplicates` (skip (default), update or import_anyway); `org_id` (default the caller's org);
+/// `progress` (a token of your choosing, 1 to 64 letters, digits, `-`, `_` or `.`: send it before
+/// the file and poll `GET /api/v1/customers/imports/progress/{token}` while the upload runs).
 #[utoipa::path(post, path = "/api/v1/customers/imports", tag = "customers", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "multipart/form-data"),
     responses((status = 200, body = ImportOutcome, description = "dry run"), (status = 201, body = ImportOutcome), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -660,6 +764,8 @@ async fn import_customers(
     let mut dry_run = false;
     let mut duplicates = DuplicateMode::Skip;
     let mut org_id = None;
+    let mut progress = None;
+    let mut _finish = None;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
@@ -732,6 +838,12 @@ async fn import_customers(
                 }
             }
             "duplicates" => duplicates = DuplicateMode::parse_field("duplicates", &text())?,
+            "progress" => {
+                let token = progress_token(&text())?;
+                let p = state.imports.follow(caller.scope.user_id, token);
+                _finish = Some(FinishOnDrop(p.clone()));
+                progress = Some(p);
+            }
             "org_id" => {
                 org_id = Some(text().parse::<i64>().map_err(|_| {
                     ApiError::invalid("org_id", "invalid_body", "org_id must be an integer")
@@ -769,6 +881,7 @@ async fn import_customers(
             dry_run,
             duplicates,
             org_id,
+            progress,
         },
     )
     .await?;

@@ -2,6 +2,7 @@
 //! contacts, follow-ups and timeline, the new-customer form with its duplicate warning, the import
 //! page with its dry run, and the caller-ID stream that opens a card when the phone rings.
 
+use crate::api::customers::{progress_token, FinishOnDrop};
 use crate::auth::PageCaller;
 use crate::i18n::Locale;
 use crate::pages::{
@@ -575,6 +576,8 @@ pub async fn import(
     let mut file = None;
     let mut dry_run = false;
     let mut duplicates = DuplicateMode::Skip;
+    let mut progress = None;
+    let mut _finish = None;
     while let Ok(Some(field)) = form.next_field().await {
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().unwrap_or("upload").to_string();
@@ -589,6 +592,14 @@ pub async fn import(
                 })
             }
             "dry_run" => dry_run = &bytes[..] == b"1",
+            // the page's script follows the import under a token of its own (without script: none)
+            "progress" => {
+                if let Ok(token) = progress_token(&String::from_utf8_lossy(&bytes)) {
+                    let p = state.imports.follow(caller.scope.user_id, token);
+                    _finish = Some(FinishOnDrop(p.clone()));
+                    progress = Some(p);
+                }
+            }
             "duplicates" => {
                 duplicates = DuplicateMode::parse(&String::from_utf8_lossy(&bytes))
                     .unwrap_or(DuplicateMode::Skip)
@@ -621,6 +632,7 @@ pub async fn import(
             dry_run,
             duplicates,
             org_id: None,
+            progress,
         },
     )
     .await
@@ -643,6 +655,18 @@ pub async fn import(
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
             )
         }
+    }
+}
+
+/// How far the caller's import followed under `token` has got (the page's progress bar polls it).
+pub async fn import_progress(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Path(token): Path<String>,
+) -> Response {
+    match state.imports.get(caller.scope.user_id, &token) {
+        Some(p) => axum::Json(p).into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -135,6 +135,10 @@ pub fn router() -> Router<AppState> {
                     crate::api::customers::MAX_IMPORT_BYTES,
                 )),
         )
+        .route(
+            "/customers/import/progress/{token}",
+            get(customers::import_progress),
+        )
         .route("/customers/assign", post(customer_edit::assign_many))
         .route("/customers/{id}", get(customers::show))
         .route(
