@@ -47,6 +47,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "customer_saved_filters",
         include_str!("../migrations/0011_customer_saved_filters.sql"),
     ),
+    (
+        14,
+        "stats_grains",
+        include_str!("../migrations/0014_stats_grains.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.
