@@ -1,6 +1,7 @@
 //! `keping bench stats`: the statistics endpoint on a filled database (one made by `keping
 //! generate`, roll-ups rebuilt): random subtrees, groupings and periods one after another, then
-//! head office's year-over-year report, with latency percentiles. Load goes to 127.0.0.1 only.
+//! head office's year-over-year report, with latency percentiles; then the newest 100,000
+//! ratings exported to xlsx. Load goes to 127.0.0.1 only.
 
 use crate::bench::{percentile, server};
 use anyhow::{bail, Context};
@@ -162,6 +163,35 @@ pub async fn stats(b: StatsBench) -> anyhow::Result<()> {
         );
     }
     summary("head office, a year by outlet, year over year", &mut yoy);
+
+    // the newest 100,000 ratings of the whole tree to xlsx
+    let db = Db::connect(&b.database_url).await?;
+    let since: Option<(i64,)> =
+        Sql::new("SELECT rated_at FROM ratings ORDER BY rated_at DESC LIMIT 1 OFFSET 99999")
+            .fetch_optional(&db.pool)
+            .await?;
+    if let Some((since,)) = since {
+        let rows = Sql::new("SELECT COUNT(*) FROM ratings WHERE rated_at >= ")
+            .arg(since)
+            .fetch_i64(&db.pool)
+            .await?;
+        let from = chrono::DateTime::from_timestamp_millis(since)
+            .context("rating time")?
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let url = format!("{base}/api/v1/ratings/export?org_id={root}&from={from}");
+        let t = Instant::now();
+        let r = client.get(&url).bearer_auth(&token).send().await?;
+        if !r.status().is_success() {
+            bail!("{url}: {}", r.text().await?);
+        }
+        let size = r.bytes().await?.len();
+        println!(
+            "ratings export to xlsx                       {rows} rows  {:.2} s  {:.1} MB",
+            t.elapsed().as_secs_f64(),
+            size as f64 / 1e6
+        );
+    }
+    db.pool.close().await;
     child.kill().await?;
     Ok(())
 }

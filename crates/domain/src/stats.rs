@@ -21,6 +21,14 @@ fn tz(timezone: &str) -> chrono_tz::Tz {
     timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
 }
 
+/// The local date and time of a UTC moment in `timezone`.
+pub fn local_datetime(timezone: &str, at: Millis) -> chrono::NaiveDateTime {
+    let tz = tz(timezone);
+    tz.timestamp_millis_opt(at)
+        .single()
+        .map_or_else(chrono::NaiveDateTime::default, |t| t.naive_local())
+}
+
 /// UTC ms of local midnight starting `date` in `timezone` (the earliest, across a DST change).
 pub fn local_midnight(timezone: &str, date: NaiveDate) -> Millis {
     let tz = tz(timezone);

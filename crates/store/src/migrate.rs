@@ -53,6 +53,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0012_reminder_email.sql"),
     ),
     (
+        14,
+        "stats_grains",
+        include_str!("../migrations/0014_stats_grains.sql"),
+    ),
+    (
         15,
         "customer_attachments",
         include_str!("../migrations/0015_customer_attachments.sql"),

@@ -5,7 +5,11 @@
 //! zone. Every raw write adds to it in the same transaction: the press writer once per batch
 //! ([`Rollup::write`] from press.rs), End once per service (evaluation.rs). A request reads whole
 //! months from the 'm' rows and the days at the edges from 'd' rows, so a year for head office
-//! reads a few rows per window instead of every rating. [`rebuild`] recomputes everything from raw
+//! reads a few rows per window instead of every rating. Beside these full cells the same figures
+//! are kept without the dimensions most requests do not ask for (migration 0014, [`GRAINS`]):
+//! 'oh'/'od'/'om' per outlet × option key, 'wd'/'wm' per window × option key. A request reads the
+//! narrowest family that holds its answer: full cells only when narrowed to a window or a staff
+//! member (through the window and staff indexes) or grouped by staff or business type. [`rebuild`] recomputes everything from raw
 //! rows and reports the differences (`keping stats rebuild [--check]`).
 //!
 //! Reports follow the **current** org tree: roll-up rows name the outlet (org id), and the subtree
@@ -161,22 +165,42 @@ pub struct Rollup {
     pub cells: BTreeMap<Cell, Figures>,
 }
 
+/// The roll-up grains: (code, time grain 'h'/'d'/'m', keeps the window, keeps staff and
+/// business type). The full cells ('h', 'd', 'm') answer requests narrowed to a window or a staff
+/// member and the staff and business type groupings; the narrower ones (migration 0014) answer
+/// the rest with far fewer rows: 'o…' per outlet, 'w…' per window.
+const GRAINS: [(&str, char, bool, bool); 8] = [
+    ("h", 'h', true, true),
+    ("d", 'd', true, true),
+    ("m", 'm', true, true),
+    ("oh", 'h', false, false),
+    ("od", 'd', false, false),
+    ("om", 'm', false, false),
+    ("wd", 'd', true, false),
+    ("wm", 'm', true, false),
+];
+
 impl Rollup {
     pub fn add(&mut self, f: Fact) {
         let p = local_parts(f.timezone, f.at);
-        for (grain, day, hour, bucket) in [
-            ("h", &p.day, p.hour, p.hour_start),
-            ("d", &p.day, 0, p.day_start),
-            ("m", &p.month, 0, p.month_start),
-        ] {
+        for (grain, time, window, staff) in GRAINS {
+            let (day, hour, bucket) = match time {
+                'h' => (&p.day, p.hour, p.hour_start),
+                'd' => (&p.day, 0, p.day_start),
+                _ => (&p.month, 0, p.month_start),
+            };
             let cell = Cell {
                 grain,
                 day: day.clone(),
                 hour,
                 org_id: f.org_id,
-                window_id: f.window_id,
-                staff_id: f.staff_id.unwrap_or(0),
-                business_type_id: f.business_type_id.unwrap_or(0),
+                window_id: if window { f.window_id } else { 0 },
+                staff_id: if staff { f.staff_id.unwrap_or(0) } else { 0 },
+                business_type_id: if staff {
+                    f.business_type_id.unwrap_or(0)
+                } else {
+                    0
+                },
                 key: f.key.to_string(),
                 polarity: f.polarity.to_string(),
             };
@@ -562,10 +586,8 @@ pub async fn stored(db: &Db, since: Millis) -> Result<Rollup> {
     .await?;
     let mut r = Rollup::default();
     for (c, f) in rows.into_iter().zip(figures) {
-        let grain = match c.0.as_str() {
-            "h" => "h",
-            "d" => "d",
-            _ => "m",
+        let Some(grain) = GRAINS.iter().map(|g| g.0).find(|g| *g == c.0) else {
+            continue;
         };
         r.cells.insert(
             Cell {
@@ -973,8 +995,22 @@ async fn period(
         .join(", ");
     let mut sql = Sql::new(&format!("SELECT {g}, x.key, x.polarity, {sums} FROM stats_rollup x JOIN orgs o ON o.id = x.org_id WHERE "));
     let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+    // the narrowest cells that still hold what the request asks for
+    let family = if narrow.window_id.is_some()
+        || narrow.staff_id.is_some()
+        || matches!(group_by, GroupBy::Staff | GroupBy::BusinessType)
+    {
+        ""
+    } else if group_by == GroupBy::Window {
+        "w"
+    } else {
+        "o"
+    };
+    let grain = |time: &str| format!("{family}{time}");
     if group_by.needs_hours() {
-        sql.push("x.grain = 'h' AND x.day >= ")
+        sql.push("x.grain = ")
+            .arg(grain("h"))
+            .push(" AND x.day >= ")
             .arg(day(from))
             .push(" AND x.day <= ")
             .arg(day(to));
@@ -997,11 +1033,15 @@ async fn period(
             && last_full_start.is_some_and(|l| l >= first_full);
         if months {
             let l = last_full_start.expect("checked");
-            sql.push("((x.grain = 'm' AND x.day >= ")
+            sql.push("((x.grain = ")
+                .arg(grain("m"))
+                .push(" AND x.day >= ")
                 .arg(day(first_full))
                 .push(" AND x.day <= ")
                 .arg(day(l))
-                .push(") OR (x.grain = 'd' AND ((x.day >= ")
+                .push(") OR (x.grain = ")
+                .arg(grain("d"))
+                .push(" AND ((x.day >= ")
                 .arg(day(from))
                 .push(" AND x.day < ")
                 .arg(day(first_full))
@@ -1011,7 +1051,9 @@ async fn period(
                 .arg(day(to))
                 .push("))))");
         } else {
-            sql.push("x.grain = 'd' AND x.day >= ")
+            sql.push("x.grain = ")
+                .arg(grain("d"))
+                .push(" AND x.day >= ")
                 .arg(day(from))
                 .push(" AND x.day <= ")
                 .arg(day(to));
@@ -1385,4 +1427,183 @@ pub async fn export_xlsx(db: &Db, scope: &Scope, q: &StatsQuery) -> Result<(Stat
     )
     .await?;
     Ok((answer, bytes))
+}
+
+/// The rows an export of individual ratings holds at most (a sheet holds 1,048,576).
+pub const RATINGS_EXPORT_MAX: usize = 1_000_000;
+
+/// The individual ratings behind a statistics cell as an xlsx workbook (the drill-down page's
+/// filters, all pages of it): read 10,000 rows at a time in the caller's stats.view reach and
+/// written through a constant-memory sheet, so memory stays flat however many rows there are.
+/// Times are in the time zone of the filter's org (or the caller's); negative reasons and phones
+/// only for roles with negative.view, phones masked without phone.view, as on the page. Needs
+/// stats.export; recorded in the audit log. Answers the row count and the file.
+pub async fn export_ratings_xlsx(
+    db: &Db,
+    scope: &Scope,
+    filter: &crate::evaluation::RatingFilter,
+) -> Result<(usize, Vec<u8>)> {
+    if !scope.has("stats.export") {
+        return Err(StoreError::Forbidden("stats.export"));
+    }
+    let org = match filter.org_id {
+        Some(id) => {
+            let (_, name, tz) = org_in_reach(db, scope, "stats.view", id).await?;
+            Some((id, name, tz))
+        }
+        None => None,
+    };
+    let timezone = match &org {
+        Some((_, _, tz)) => tz.clone(),
+        None => Sql::new("SELECT timezone FROM orgs WHERE path = ")
+            .arg(scope.org_path.as_str())
+            .fetch_optional::<(String,), _>(&db.pool)
+            .await?
+            .map_or_else(|| "Asia/Shanghai".to_string(), |t| t.0),
+    };
+    let name_of = |table: &'static str, id: Option<i64>| async move {
+        let Some(id) = id else {
+            return Ok::<_, StoreError>(String::new());
+        };
+        let name: Option<(String,)> = Sql::new(&format!("SELECT name FROM {table} WHERE id = "))
+            .arg(id)
+            .fetch_optional(&db.pool)
+            .await?;
+        Ok(format!("{} (#{id})", name.map(|n| n.0).unwrap_or_default()))
+    };
+    let day = |ms: Option<Millis>| {
+        ms.map(|t| rules::local_datetime(&timezone, t).date().to_string())
+            .unwrap_or_default()
+    };
+    let filters = [
+        (
+            "机构 org",
+            org.as_ref()
+                .map(|(id, name, _)| format!("{name} (#{id})"))
+                .unwrap_or_default(),
+        ),
+        ("窗口 window", name_of("windows", filter.window_id).await?),
+        ("员工 staff", name_of("users", filter.staff_id).await?),
+        ("评价 polarity", filter.polarity.clone().unwrap_or_default()),
+        (
+            "期间 period",
+            format!(
+                "{} – {}",
+                day(filter.from_ms),
+                day(filter.to_ms.map(|t| t - 1))
+            ),
+        ),
+        ("时区 time zone", timezone.clone()),
+    ];
+    let details = scope.has("negative.view");
+    let mut headers = vec![
+        "编号 id",
+        "服务 service_id",
+        "时间 rated_at",
+        "机构 org",
+        "窗口 window",
+        "员工 staff",
+        "选项 option",
+        "键 key",
+        "倾向 polarity",
+    ];
+    if details {
+        headers.extend(["不满意原因 negative_reason", "电话 phone"]);
+    }
+
+    let xlsx = |e: rust_xlsxwriter::XlsxError| {
+        StoreError::Database(sqlx::Error::Protocol(format!("xlsx: {e}")))
+    };
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet_with_constant_memory().map_err(xlsx)?;
+    sheet.set_name("评价 ratings").map_err(xlsx)?;
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let when = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+    // widths first: a constant-memory sheet writes its rows out as it goes
+    for (i, w) in [10, 10, 20, 20, 16, 12, 14, 18, 10, 24, 16]
+        .iter()
+        .take(headers.len())
+        .enumerate()
+    {
+        sheet.set_column_width(i as u16, *w).map_err(xlsx)?;
+    }
+    for (i, (k, v)) in filters.iter().enumerate() {
+        sheet
+            .write_string_with_format(i as u32, 0, *k, &bold)
+            .map_err(xlsx)?;
+        sheet.write_string(i as u32, 1, v).map_err(xlsx)?;
+    }
+    let head = filters.len() as u32 + 1;
+    for (i, h) in headers.iter().enumerate() {
+        sheet
+            .write_string_with_format(head, i as u16, *h, &bold)
+            .map_err(xlsx)?;
+    }
+    // Excel's day number of 1970-01-01
+    const EPOCH: f64 = 25_569.0;
+    let mut row = head + 1;
+    let mut count = 0usize;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = crate::evaluation::ratings(db, scope, filter, 10_000, cursor.as_deref()).await?;
+        for r in &page.items {
+            if count == RATINGS_EXPORT_MAX {
+                break;
+            }
+            let local = rules::local_datetime(&timezone, r.rated_at);
+            let serial = EPOCH + local.and_utc().timestamp_millis() as f64 / 86_400_000.0;
+            sheet.write_number(row, 0, r.id as f64).map_err(xlsx)?;
+            if let Some(s) = r.service_id {
+                sheet.write_number(row, 1, s as f64).map_err(xlsx)?;
+            }
+            sheet
+                .write_number_with_format(row, 2, serial, &when)
+                .map_err(xlsx)?;
+            sheet.write_string(row, 3, &r.org_name).map_err(xlsx)?;
+            sheet.write_string(row, 4, &r.window_name).map_err(xlsx)?;
+            if let Some(s) = &r.staff_name {
+                sheet.write_string(row, 5, s).map_err(xlsx)?;
+            }
+            sheet.write_string(row, 6, &r.label).map_err(xlsx)?;
+            sheet.write_string(row, 7, &r.key).map_err(xlsx)?;
+            sheet.write_string(row, 8, &r.polarity).map_err(xlsx)?;
+            if details {
+                if let Some(x) = &r.negative_reason {
+                    sheet.write_string(row, 9, x).map_err(xlsx)?;
+                }
+                if let Some(x) = &r.phone {
+                    sheet.write_string(row, 10, x).map_err(xlsx)?;
+                }
+            }
+            row += 1;
+            count += 1;
+        }
+        match page.next_cursor {
+            Some(c) if count < RATINGS_EXPORT_MAX => cursor = Some(c),
+            _ => break,
+        }
+    }
+    let bytes = book.save_to_buffer().map_err(xlsx)?;
+    crate::audit::record(
+        &db.pool,
+        scope.into(),
+        crate::audit::Entry {
+            org_path: scope.org_path.as_str(),
+            action: "stats.ratings_export",
+            entity: "org",
+            entity_id: filter.org_id,
+            summary: format!(
+                "{count} individual ratings exported: {}",
+                filters
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            changes: None,
+        },
+    )
+    .await?;
+    Ok((count, bytes))
 }

@@ -15,7 +15,8 @@ both!(
     rollups_match_raw_rows,
     added_figures,
     live_prompts_and_duty,
-    stats_pages
+    stats_pages,
+    ratings_export
 );
 
 fn ms(rfc: &str) -> i64 {
@@ -864,4 +865,190 @@ async fn stats_pages(app: TestApp) {
     assert!(!html.contains("href=\"/stats\""));
     let (status, _) = page(&nostats, &app, "/stats/me").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// The ratings behind a cell to xlsx: every row of the filtered list (not just the page shown),
+/// times in the outlet's zone, the period's edges at Shanghai midnight, the filters in the header,
+/// scope applied, stats.export required, and the export in the audit log.
+async fn ratings_export(app: TestApp) {
+    let root = app.root_id().await;
+    let c = counter(&app, "X").await;
+    let db = &app.running.state.db;
+    // 30 April 23:59:59 falls before the period; 1 May 00:00:00 and 31 May 23:59:59 inside it
+    for (key, label, polarity, reason, phone, at) in [
+        (
+            "satisfied",
+            "满意",
+            "positive",
+            None,
+            None,
+            "2026-04-30T23:59:59+08:00",
+        ),
+        (
+            "satisfied",
+            "满意",
+            "positive",
+            None,
+            None,
+            "2026-05-01T00:00:00+08:00",
+        ),
+        (
+            "dissatisfied",
+            "不满意",
+            "negative",
+            Some("服务效率"),
+            Some("13812345678"),
+            "2026-05-02T10:01:05+08:00",
+        ),
+        (
+            "very_satisfied",
+            "非常满意",
+            "positive",
+            None,
+            None,
+            "2026-05-31T23:59:59+08:00",
+        ),
+    ] {
+        sqlx::query("INSERT INTO ratings (press_id, window_id, org_id, staff_id, key, label, polarity, negative_reason, phone, rated_at) VALUES (0, $1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(c.window).bind(c.outlet).bind(c.staff_id).bind(key).bind(label).bind(polarity).bind(reason).bind(phone).bind(ms(at))
+            .execute(&db.pool).await.unwrap();
+    }
+    let admin = app
+        .page_client(&app.url, "admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let list = format!(
+        "org_id={}&window_id={}&from=2026-05-01&to=2026-05-31",
+        c.outlet, c.window
+    );
+    let (status, html) = page(&admin, &app, &format!("/stats/ratings?{list}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!(
+            "/stats/ratings/export?{}",
+            list.replace('&', "&#38;")
+        )),
+        "the button carries the filters: {html}"
+    );
+    let export = |client: reqwest::Client, query: String| {
+        let url = format!("{}/stats/ratings/export?{query}", app.url);
+        async move {
+            let resp = client.get(url).send().await.unwrap();
+            let status = resp.status();
+            (status, resp.bytes().await.unwrap().to_vec())
+        }
+    };
+    use calamine::{Data, Reader};
+    let read = |bytes: Vec<u8>| {
+        let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+        book.worksheet_range("评价 ratings").unwrap()
+    };
+    let (status, bytes) = export(admin.clone(), list.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let sheet = read(bytes);
+    let cell = |r: u32, col: u32| sheet.get_value((r, col)).cloned().unwrap_or(Data::Empty);
+    assert_eq!(cell(0, 1), Data::String(format!("X网点 (#{})", c.outlet)));
+    assert_eq!(cell(1, 1), Data::String(format!("1号窗口 (#{})", c.window)));
+    assert_eq!(cell(4, 1), Data::String("2026-05-01 – 2026-05-31".into()));
+    assert_eq!(cell(5, 1), Data::String("Asia/Shanghai".into()));
+    assert_eq!(cell(7, 2), Data::String("时间 rated_at".into()));
+    // three rows, newest first, then nothing
+    // a date-time cell: days since 1899-12-30, shown as local time
+    let time = |r: u32| match cell(r, 2) {
+        Data::DateTime(d) => {
+            let base = chrono::NaiveDate::from_ymd_opt(1899, 12, 30)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap();
+            let t =
+                base + chrono::Duration::milliseconds((d.as_f64() * 86_400_000.0).round() as i64);
+            Some(t.format("%Y-%m-%d %H:%M:%S").to_string())
+        }
+        _ => None,
+    };
+    assert_eq!(time(8).as_deref(), Some("2026-05-31 23:59:59"));
+    assert_eq!(time(9).as_deref(), Some("2026-05-02 10:01:05"));
+    assert_eq!(time(10).as_deref(), Some("2026-05-01 00:00:00"));
+    assert_eq!(cell(11, 0), Data::Empty);
+    assert!(matches!(cell(8, 0), Data::Float(_)), "ids are numbers");
+    assert_eq!(cell(8, 3), Data::String("X网点".into()));
+    assert_eq!(cell(8, 5), Data::String("王芳".into()));
+    assert_eq!(cell(8, 6), Data::String("非常满意".into()));
+    assert_eq!(cell(9, 8), Data::String("negative".into()));
+    assert_eq!(cell(9, 9), Data::String("服务效率".into()));
+    assert_eq!(cell(9, 10), Data::String("13812345678".into()));
+
+    // the polarity filter, and a bad one refused
+    let (_, bytes) = export(admin.clone(), format!("{list}&polarity=positive")).await;
+    let sheet = read(bytes);
+    let rows = (8..20)
+        .take_while(|r| sheet.get_value((*r, 0)).is_some_and(|v| *v != Data::Empty))
+        .count();
+    assert_eq!(rows, 2);
+    assert_eq!(
+        sheet.get_value((3, 1)),
+        Some(&Data::String("positive".into()))
+    );
+    let (status, _) = export(admin.clone(), format!("{list}&polarity=planet")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // another branch's manager: 404 for this outlet, and nothing of it without an org
+    let b = app.org("Y网点", "Y", root).await;
+    let role = app
+        .role(
+            "网点经理",
+            &["stats.view", "stats.export"],
+            "org_and_children",
+        )
+        .await;
+    app.person("managery", b, role).await;
+    let other = app.page_client(&app.url, "managery", "person-pass-1").await;
+    let (status, _) = export(other.clone(), list.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, bytes) = export(other, "from=2026-05-01&to=2026-05-31".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read(bytes).get_value((8, 0)), None);
+    // without stats.export: refused, and no button
+    let viewer = app
+        .role("查看统计", &["stats.view"], "org_and_children")
+        .await;
+    app.person("viewerx", c.outlet, viewer).await;
+    let viewer = app.page_client(&app.url, "viewerx", "person-pass-1").await;
+    let (_, html) = page(&viewer, &app, &format!("/stats/ratings?{list}")).await;
+    assert!(!html.contains("/stats/ratings/export"), "{html}");
+    let (status, _) = export(viewer, list.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // the same through the API, the period as moments
+    let api = |query: &str| {
+        app.client
+            .get(format!("{}/api/v1/ratings/export?{query}", app.url))
+            .bearer_auth(&app.admin_token)
+            .send()
+    };
+    let resp = api(&format!(
+        "org_id={}&from=2026-04-30T16:00:00Z&to=2026-05-31T16:00:00Z",
+        c.outlet
+    ))
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let sheet = read(resp.bytes().await.unwrap().to_vec());
+    let rows = (8..20)
+        .take_while(|r| sheet.get_value((*r, 0)).is_some_and(|v| *v != Data::Empty))
+        .count();
+    assert_eq!(rows, 3);
+    let resp = api("polarity=planet").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (_, audit) = app
+        .get(
+            "/api/v1/audit?action=stats.ratings_export",
+            &app.admin_token,
+        )
+        .await;
+    let audit = audit.to_string();
+    assert!(
+        audit.contains("3 individual ratings exported: 机构 org"),
+        "{audit}"
+    );
 }

@@ -6,6 +6,7 @@ use crate::error::{page_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use keping_domain::evaluation::{EvaluationSettings, Polarity, RatingOption};
 use keping_store::evaluation::{
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_terminal))
         .routes(routes!(get_settings, put_settings, inherit_settings))
         .routes(routes!(list_ratings))
+        .routes(routes!(export_ratings))
         .routes(routes!(list_follow_ups))
         .routes(routes!(close_follow_up))
 }
@@ -46,6 +48,53 @@ pub struct RatingQuery {
     to: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct RatingExportQuery {
+    /// Only ratings in this org's subtree.
+    org_id: Option<i64>,
+    window_id: Option<i64>,
+    staff_id: Option<i64>,
+    /// positive, neutral or negative
+    polarity: Option<String>,
+    /// RFC 3339; ratings at or after.
+    from: Option<String>,
+    /// RFC 3339; ratings before.
+    to: Option<String>,
+}
+
+/// Every counted rating the filters select (up to 1,000,000, newest first) as an xlsx workbook,
+/// the filters in the header rows, times in the org's time zone; negative details and phones as
+/// in the list. Needs stats.export; logged in the audit log.
+#[utoipa::path(get, path = "/api/v1/ratings/export", tag = "evaluation", security(("bearer" = [])), params(RatingExportQuery),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Vec<u8>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn export_ratings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<RatingExportQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(p) = &q.polarity {
+        if Polarity::parse(p).is_none() {
+            return Err(keping_domain::Invalid::new(
+                "polarity",
+                "invalid_polarity",
+                "polarity must be positive, neutral or negative",
+            )
+            .into());
+        }
+    }
+    let filter = RatingFilter {
+        org_id: q.org_id,
+        window_id: q.window_id,
+        staff_id: q.staff_id,
+        polarity: q.polarity,
+        from_ms: crate::api::audit::parse_time("from", q.from.as_deref())?,
+        to_ms: crate::api::audit::parse_time("to", q.to.as_deref())?,
+    };
+    let (_, bytes) =
+        keping_store::stats::export_ratings_xlsx(&state.db, &caller.scope, &filter).await?;
+    Ok(crate::api::customers::xlsx_response(bytes, "ratings.xlsx"))
 }
 
 /// Counted ratings, newest first. Negative details (reason, phone) only for roles with

@@ -101,6 +101,7 @@ pub fn router() -> Router<AppState> {
         .route("/stats", get(stats::page))
         .route("/stats/export", get(stats::export))
         .route("/stats/ratings", get(stats::ratings))
+        .route("/stats/ratings/export", get(stats::ratings_export))
         .route("/stats/me", get(stats::me))
         .route("/stats/me/ratings", get(stats::my_ratings))
         .route("/monitor", get(monitor::page))

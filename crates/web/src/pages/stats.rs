@@ -674,6 +674,8 @@ struct RatingsPage {
     ratings: Vec<Rating>,
     pager: Pager,
     details: bool,
+    /// 输出Excel of every page, for roles with stats.export (not on his own page).
+    export_href: Option<String>,
 }
 
 /// The individual ratings behind a cell of the statistics (the end of the drill-down), newest
@@ -730,26 +732,9 @@ async fn ratings_list(
             .crumb("stats.ratings", "");
         (back, s)
     };
-    let polarity = Some(form.polarity.clone()).filter(|p| !p.is_empty());
-    if let Some(p) = &polarity {
-        if !["positive", "neutral", "negative"].contains(&p.as_str()) {
-            return error_page(
-                shell,
-                keping_domain::Invalid::new(
-                    "polarity",
-                    "invalid_polarity",
-                    "polarity must be positive, neutral or negative",
-                ),
-            );
-        }
-    }
-    let filter = RatingFilter {
-        org_id: form.org_id,
-        window_id: form.window_id,
-        staff_id: form.staff_id,
-        polarity,
-        from_ms: day_start(&form.from),
-        to_ms: day_start(&form.to).map(|t| t + DAY_MS),
+    let filter = match rating_filter(&form) {
+        Ok(f) => f,
+        Err(e) => return error_page(shell, e),
     };
     let scope = if me {
         // his own ratings wherever he served: stats.view at any level is enough
@@ -792,7 +777,10 @@ async fn ratings_list(
         form.cursor.as_deref(),
         found.next_cursor.as_deref(),
     );
+    let export_href =
+        (!me && caller.scope.has("stats.export")).then(|| link("/stats/ratings/export", &params));
     render(&RatingsPage {
+        export_href,
         details: caller.scope.has("negative.view"),
         shell,
         polarities: options(
@@ -804,6 +792,56 @@ async fn ratings_list(
         back,
         ratings: found.items,
         pager,
+    })
+}
+
+/// 输出Excel of the ratings behind a cell: every page of /stats/ratings with its filters, through
+/// the store's streaming export (stats.export, audited).
+pub async fn ratings_export(
+    State(state): State<AppState>,
+    caller: PageCaller,
+    Query(form): Query<RatingsForm>,
+) -> Response {
+    let shell = Shell::new(&caller, "stats")
+        .crumb("nav.stats", "/stats")
+        .crumb("stats.ratings", "");
+    let filter = match rating_filter(&form) {
+        Ok(f) => f,
+        Err(e) => return error_page(shell, e),
+    };
+    match store::export_ratings_xlsx(&state.db, &caller.scope, &filter).await {
+        Ok((_, bytes)) => crate::api::customers::xlsx_response(
+            bytes,
+            &format!(
+                "ratings-{}-{}-{}.xlsx",
+                form.org_id.map(|i| i.to_string()).unwrap_or_default(),
+                form.from,
+                form.to
+            ),
+        ),
+        Err(e) => error_page(shell, e),
+    }
+}
+
+/// The page's filters; an unknown polarity is refused.
+fn rating_filter(form: &RatingsForm) -> Result<RatingFilter, keping_domain::Invalid> {
+    let polarity = Some(form.polarity.clone()).filter(|p| !p.is_empty());
+    if let Some(p) = &polarity {
+        if !["positive", "neutral", "negative"].contains(&p.as_str()) {
+            return Err(keping_domain::Invalid::new(
+                "polarity",
+                "invalid_polarity",
+                "polarity must be positive, neutral or negative",
+            ));
+        }
+    }
+    Ok(RatingFilter {
+        org_id: form.org_id,
+        window_id: form.window_id,
+        staff_id: form.staff_id,
+        polarity,
+        from_ms: day_start(&form.from),
+        to_ms: day_start(&form.to).map(|t| t + DAY_MS),
     })
 }
 
