@@ -55,6 +55,19 @@ pub struct Reminder {
     pub occasion: Option<String>,
 }
 
+impl Reminder {
+    /// A reminder about the customer itself (not one of its contacts).
+    fn of_customer(customer_id: i64, name: String, date: String) -> Reminder {
+        Reminder {
+            customer_id,
+            name,
+            date,
+            contact: None,
+            occasion: None,
+        }
+    }
+}
+
 /// The coming days' dates by month and day ("MM-DD" → the date), for dates that recur yearly.
 fn coming_days(today: NaiveDate) -> Vec<(String, NaiveDate)> {
     (0..AHEAD_DAYS)
@@ -94,15 +107,7 @@ pub async fn reminders(db: &Db, scope: &Scope) -> Result<Reminders> {
     let rows: Vec<(i64, String, String)> = sql.fetch_all(&db.pool).await?;
     out.birthdays = rows
         .into_iter()
-        .filter_map(|(id, name, md)| {
-            Some(Reminder {
-                customer_id: id,
-                name,
-                date: this_year(&md)?,
-                contact: None,
-                occasion: None,
-            })
-        })
+        .filter_map(|(id, name, md)| Some(Reminder::of_customer(id, name, this_year(&md)?)))
         .collect();
     out.birthdays.sort_by(|a, b| a.date.cmp(&b.date));
 
@@ -145,13 +150,7 @@ pub async fn reminders(db: &Db, scope: &Scope) -> Result<Reminders> {
             .await?;
     out.due_follow_ups = due
         .into_iter()
-        .map(|(id, name, date)| Reminder {
-            customer_id: id,
-            name,
-            date,
-            contact: None,
-            occasion: None,
-        })
+        .map(|(id, name, date)| Reminder::of_customer(id, name, date))
         .collect();
     if let Some(days) = pool_settings_for(&db.pool, &scope.org_path)
         .await?
@@ -174,13 +173,7 @@ pub async fn reminders(db: &Db, scope: &Scope) -> Result<Reminders> {
                     .single()
                     .map(|t| t.date_naive().format("%Y-%m-%d").to_string())
                     .unwrap_or_default();
-                Reminder {
-                    customer_id: id,
-                    name,
-                    date: back,
-                    contact: None,
-                    occasion: None,
-                }
+                Reminder::of_customer(id, name, back)
             })
             .collect();
     }
