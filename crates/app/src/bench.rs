@@ -548,12 +548,12 @@ pub async fn grading(b: GradingBench) -> anyhow::Result<()> {
         )
         .await?;
         println!(
-            "run {attempt} of the composite model: {} customers in {:.2} s (read inputs {:.2} s, score {:.2} s, store results {:.2} s); grades {:?}",
+            "run {attempt} of the composite model: {} customers in {:.2} s (read inputs {:.2} s, classify {:.2} s, score and store results {:.2} s); grades {:?}",
             run.scored,
             t.elapsed().as_secs_f64(),
             timings.read.as_secs_f64(),
-            timings.score.as_secs_f64(),
-            timings.store.as_secs_f64(),
+            timings.classify.as_secs_f64(),
+            timings.score_and_store.as_secs_f64(),
             run.distribution
         );
     }

@@ -944,8 +944,9 @@ impl Population {
     }
 }
 
-/// What every customer's scoring needs from the model, worked out once per run.
-struct Prepared<'m> {
+/// What every customer's scoring needs from the model and the population, worked out once per
+/// run; a run scores its customers with it a batch at a time, as it writes them.
+pub struct Scorer<'m> {
     model: &'m ScoringModel,
     /// Per criterion: the key its input is stored under, and whether an assessor's score may stand.
     keys: Vec<(&'m str, bool)>,
@@ -955,7 +956,24 @@ struct Prepared<'m> {
     population: Population,
 }
 
-impl Prepared<'_> {
+impl<'m> Scorer<'m> {
+    /// Criteria that rank compare each customer with the others in `everyone`.
+    pub fn new(model: &'m ScoringModel, everyone: &[&Inputs]) -> Scorer<'m> {
+        let mut grades: Vec<&GradeBand> = model.grades.iter().collect();
+        grades.sort_by(|a, b| b.min.total_cmp(&a.min));
+        Scorer {
+            model,
+            keys: model
+                .criteria
+                .iter()
+                .map(|c| (c.input_key(), c.takes_assessment()))
+                .collect(),
+            grades,
+            total_weight: model.total_weight(),
+            population: Population::of(model, everyone),
+        }
+    }
+
     fn grade_of(&self, total: f64) -> &str {
         self.grades
             .iter()
@@ -963,45 +981,39 @@ impl Prepared<'_> {
             .or(self.grades.last())
             .map_or("", |g| g.grade.as_str())
     }
+
+    /// One customer's score, with a line per criterion.
+    pub fn score(&self, inputs: &Inputs) -> Scored {
+        let scale = self.model.scale;
+        let mut breakdown = Vec::with_capacity(self.model.criteria.len());
+        let mut total = 0.0;
+        for (i, c) in self.model.criteria.iter().enumerate() {
+            let (input, score, why) = criterion_score(self, i, c, inputs);
+            let score = round6(score.clamp(0.0, scale));
+            let weighted = c.weight * score / self.total_weight;
+            total += weighted;
+            breakdown.push(Line {
+                criterion: c.code.clone(),
+                input,
+                score,
+                weighted: round6(weighted),
+                why,
+            });
+        }
+        let score = round6(total.clamp(0.0, scale));
+        Scored {
+            grade: self.grade_of(score).to_string(),
+            score,
+            breakdown,
+        }
+    }
 }
 
-/// Populations at least this large are scored on two threads.
-const PARALLEL_FROM: usize = 20_000;
-
-/// Scores a whole population (a run, or a preview over sample customers): criteria that rank
+/// Scores a whole population (a preview over sample customers, a test): criteria that rank
 /// compare each customer with the others in `everyone`.
 pub fn score_all(model: &ScoringModel, everyone: &[&Inputs]) -> Vec<Scored> {
-    let mut grades: Vec<&GradeBand> = model.grades.iter().collect();
-    grades.sort_by(|a, b| b.min.total_cmp(&a.min));
-    let prepared = Prepared {
-        model,
-        keys: model
-            .criteria
-            .iter()
-            .map(|c| (c.input_key(), c.takes_assessment()))
-            .collect(),
-        grades,
-        total_weight: model.total_weight(),
-        population: Population::of(model, everyone),
-    };
-    if everyone.len() < PARALLEL_FROM {
-        return everyone
-            .iter()
-            .map(|inp| score_one(&prepared, inp))
-            .collect();
-    }
-    let (first, second) = everyone.split_at(everyone.len() / 2);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| {
-            second
-                .iter()
-                .map(|inp| score_one(&prepared, inp))
-                .collect::<Vec<_>>()
-        });
-        let mut out: Vec<Scored> = first.iter().map(|inp| score_one(&prepared, inp)).collect();
-        out.extend(other.join().expect("scoring does not panic"));
-        out
-    })
+    let scorer = Scorer::new(model, everyone);
+    everyone.iter().map(|inp| scorer.score(inp)).collect()
 }
 
 /// Scores one customer alone (ranking criteria see a population of one).
@@ -1009,33 +1021,8 @@ pub fn score(model: &ScoringModel, inputs: &Inputs) -> Scored {
     score_all(model, &[inputs]).remove(0)
 }
 
-fn score_one(p: &Prepared, inputs: &Inputs) -> Scored {
-    let scale = p.model.scale;
-    let mut breakdown = Vec::with_capacity(p.model.criteria.len());
-    let mut total = 0.0;
-    for (i, c) in p.model.criteria.iter().enumerate() {
-        let (input, score, why) = criterion_score(p, i, c, inputs);
-        let score = round6(score.clamp(0.0, scale));
-        let weighted = c.weight * score / p.total_weight;
-        total += weighted;
-        breakdown.push(Line {
-            criterion: c.code.clone(),
-            input,
-            score,
-            weighted: round6(weighted),
-            why,
-        });
-    }
-    let score = round6(total.clamp(0.0, scale));
-    Scored {
-        grade: p.grade_of(score).to_string(),
-        score,
-        breakdown,
-    }
-}
-
 fn criterion_score(
-    p: &Prepared,
+    p: &Scorer,
     index: usize,
     c: &Criterion,
     inputs: &Inputs,
@@ -1281,21 +1268,23 @@ impl Abc {
 /// ⌈n·(a+b)⌉ the second, the rest the third. Equal values share the class of the first of them.
 fn tiers<T: Copy>(values: &[f64], cuts: [f64; 2], classes: [T; 3]) -> Vec<T> {
     let n = values.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|a, b| values[*b].total_cmp(&values[*a]));
+    // values sorted beside their positions (a run sorts a million: no lookups while sorting);
+    // the order among equal values does not matter, as they share a class
+    let mut order: Vec<(f64, usize)> = values.iter().copied().zip(0..).collect();
+    order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     let first = (n as f64 * cuts[0]).ceil() as usize;
     let second = (n as f64 * (cuts[0] + cuts[1]) - 1e-9).ceil() as usize;
     let mut out = vec![classes[2]; n];
     let mut prev: Option<(f64, T)> = None;
-    for (pos, &i) in order.iter().enumerate() {
+    for (pos, &(value, i)) in order.iter().enumerate() {
         let class = match prev {
-            Some((v, c)) if v == values[i] => c,
+            Some((v, c)) if v == value => c,
             _ if pos < first => classes[0],
             _ if pos < second => classes[1],
             _ => classes[2],
         };
         out[i] = class;
-        prev = Some((values[i], class));
+        prev = Some((value, class));
     }
     out
 }

@@ -797,43 +797,45 @@ struct Member {
 /// A customer's lifecycle category (index into the rules) and star level for a period.
 type Standing = (Option<usize>, Option<i64>);
 
-/// Lifecycle categories from the period's figures against last year's (first matching rule), and
-/// star levels from contribution points, an override in force for the period taking precedence.
-fn standings(members: &[Member], period: Period, settings: &GradingSettings) -> Vec<Standing> {
-    let rules_list = &settings.lifecycle_rules;
-    let first_day = chrono::NaiveDate::from_ymd_opt(period.year, period.month, 1)
-        .expect("periods are valid months");
-    members
-        .iter()
-        .map(|m| {
-            use chrono::Datelike;
-            let new_this_year = chrono::DateTime::from_timestamp_millis(m.created_at)
-                .is_some_and(|t| t.year() == period.year);
-            let lifecycle =
-                rules::annual_figures(&m.inputs.values, m.last_year.as_ref(), new_this_year)
-                    .and_then(|f| {
-                        let category = rules::lifecycle(rules_list, &f)?;
-                        rules_list.iter().position(|r| r.category == category)
-                    });
-            let points = m
-                .inputs
-                .values
-                .get("contribution_points")
-                .and_then(Value::as_number);
-            let in_force = m
-                .star_override
-                .filter(|o| o.until.is_none_or(|u| first_day <= u));
-            let stars = (points.is_some() || in_force.is_some()).then(|| {
-                i64::from(rules::star_level(
-                    points.unwrap_or(0.0),
-                    &settings.star_thresholds,
-                    in_force,
-                    first_day,
-                ))
+/// What a customer's lifecycle category and star level are judged by in a run's period.
+struct StandingRules<'a> {
+    period: Period,
+    first_day: chrono::NaiveDate,
+    settings: &'a GradingSettings,
+}
+
+impl StandingRules<'_> {
+    /// The lifecycle category from the period's figures against last year's (first matching
+    /// rule), and the star level from contribution points, an override in force for the period
+    /// taking precedence.
+    fn of(&self, m: &Member) -> Standing {
+        use chrono::Datelike;
+        let rules_list = &self.settings.lifecycle_rules;
+        let new_this_year = chrono::DateTime::from_timestamp_millis(m.created_at)
+            .is_some_and(|t| t.year() == self.period.year);
+        let lifecycle = rules::annual_figures(&m.inputs.values, m.last_year.as_ref(), new_this_year)
+            .and_then(|f| {
+                let category = rules::lifecycle(rules_list, &f)?;
+                rules_list.iter().position(|r| r.category == category)
             });
-            (lifecycle, stars)
-        })
-        .collect()
+        let points = m
+            .inputs
+            .values
+            .get("contribution_points")
+            .and_then(Value::as_number);
+        let in_force = m
+            .star_override
+            .filter(|o| o.until.is_none_or(|u| self.first_day <= u));
+        let stars = (points.is_some() || in_force.is_some()).then(|| {
+            i64::from(rules::star_level(
+                points.unwrap_or(0.0),
+                &self.settings.star_thresholds,
+                in_force,
+                self.first_day,
+            ))
+        });
+        (lifecycle, stars)
+    }
 }
 
 /// Where a run's time went (for `keping bench grading`).
@@ -841,10 +843,11 @@ fn standings(members: &[Member], period: Period, settings: &GradingSettings) -> 
 pub struct RunTimings {
     /// Reading the population with its inputs and events.
     pub read: std::time::Duration,
-    /// Scoring and classifying in memory.
-    pub score: std::time::Duration,
-    /// Writing the run and its results with their breakdowns, up to the commit.
-    pub store: std::time::Duration,
+    /// Classifying the population (ABC classes, scale tiers, rank criteria) in memory.
+    pub classify: std::time::Duration,
+    /// Scoring each customer and writing the run and its results with their breakdowns, up to
+    /// the commit.
+    pub score_and_store: std::time::Duration,
 }
 
 /// Scores every customer in the caller's scope (within `org_id`'s subtree when given) and stores
@@ -891,41 +894,11 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
     timings.read = phase.elapsed();
     let phase = std::time::Instant::now();
     let scored_count = members.len() as i64;
-    let def = definition.clone();
     let period_of = Period::parse("period", &period)?;
     let settings_path = OrgPath::parse(&org_path).unwrap_or_else(|| scope.org_path.clone());
     let settings =
         grading_settings::in_force(&mut *db.pool.acquire().await?, &settings_path).await?;
-    let lifecycle_rules = settings.lifecycle_rules.clone();
-    let (members, scored, classes, standing, distribution) =
-        tokio::task::spawn_blocking(move || {
-            // lifecycle and stars on a thread of their own beside the scoring (which takes two)
-            let (scored, classes, standing) = std::thread::scope(|s| {
-                let standing = s.spawn(|| standings(&members, period_of, &settings));
-                let refs: Vec<&Inputs> = members.iter().map(|m| &m.inputs).collect();
-                let scored = rules::score_all(&def, &refs);
-                let classes = classify(&members);
-                (
-                    scored,
-                    classes,
-                    standing.join().expect("standings do not panic"),
-                )
-            });
-            let mut counts: HashMap<&str, i64> = HashMap::new();
-            for s in &scored {
-                *counts.entry(s.grade.as_str()).or_default() += 1;
-            }
-            let distribution: BTreeMap<String, i64> = counts
-                .into_iter()
-                .map(|(g, n)| (g.to_string(), n))
-                .collect();
-            (members, scored, classes, standing, distribution)
-        })
-        .await
-        .expect("scoring does not panic");
-    timings.score = phase.elapsed();
 
-    let phase = std::time::Instant::now();
     let mut tx = db.begin().await?;
     let previous: Option<(i64,)> = Sql::new("SELECT id FROM scoring_runs WHERE model_id = ")
         .arg(req.model_id)
@@ -935,6 +908,7 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
         .fetch_optional(&mut *tx)
         .await?;
     let now = now_millis();
+    // the distribution is known once every result is written
     let run_id = Sql::new("INSERT INTO scoring_runs (model_id, model_version, period, org_id, org_path, scored, trigger_kind, previous_run_id, distribution, duration_ms, created_by, created_at) VALUES (")
         .arg(req.model_id)
         .push(", ")
@@ -951,9 +925,7 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
         .arg(req.trigger)
         .push(", ")
         .arg(previous.map(|p| p.0))
-        .push(", ")
-        .arg(serde_json::to_string(&distribution).expect("counts serialise"))
-        .push(", 0, ")
+        .push(", '{}', 0, ")
         .arg(scope.user_id)
         .push(", ")
         .arg(now)
@@ -967,16 +939,15 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
             .execute(&mut *tx)
             .await?;
     }
-    let inserted = insert_results(
+    let written = insert_results(
         &mut tx,
         db.backend,
         run_id,
-        Results {
+        Scoring {
             members,
-            scored,
-            classes,
-            standing,
-            lifecycle_rules,
+            model: definition,
+            settings,
+            period: period_of,
         },
     )
     .await;
@@ -986,10 +957,13 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
             .execute(&mut *tx)
             .await?;
     }
-    inserted?;
+    let (distribution, classified_in) = written?;
+    timings.classify = classified_in;
     let duration_ms = started.elapsed().as_millis() as i64;
     Sql::new("UPDATE scoring_runs SET duration_ms = ")
         .arg(duration_ms)
+        .push(", distribution = ")
+        .arg(serde_json::to_string(&distribution).expect("counts serialise"))
         .push(" WHERE id = ")
         .arg(run_id)
         .execute(&mut *tx)
@@ -1011,7 +985,7 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
     )
     .await?;
     tx.commit().await?;
-    timings.store = phase.elapsed();
+    timings.score_and_store = phase.elapsed() - classified_in;
     Ok((get_run(db, scope, run_id).await?, timings))
 }
 
@@ -1077,12 +1051,17 @@ async fn population(
     // straight into the values, instead of a million rows handed over one by one
     // (the values are stored as JSON already: they are joined in as they are)
     let select = match db.backend {
-        crate::Backend::Sqlite => "SELECT '[' || group_concat('[' || c.id || ',' || json_quote(c.industry) || ',' || c.created_at || ',' || COALESCE(i.input_values, 'null') || ']', ',' ORDER BY c.id) || ']'",
+        // one printf per customer instead of seven concatenations, each a string of its own; no
+        // ORDER BY, which would sort every range through a temporary b-tree (SQLite reads a range
+        // of ids in id order anyway, and the rows are put in order below whatever it does)
+        crate::Backend::Sqlite => "SELECT '[' || group_concat(printf('[%d,%s,%d,%s]', c.id, json_quote(c.industry), c.created_at, COALESCE(i.input_values, 'null')), ',') || ']'",
         crate::Backend::Postgres => "SELECT '[' || string_agg('[' || c.id || ',' || COALESCE(CAST(to_json(c.industry) AS TEXT), 'null') || ',' || c.created_at || ',' || COALESCE(i.input_values, 'null') || ']', ',' ORDER BY c.id) || ']'",
     };
-    let mut sql = Sql::new(&format!("{select} FROM customers c JOIN orgs o ON o.id = c.org_id LEFT JOIN scoring_inputs i ON i.customer_id = c.id AND i.period = "));
+    // CROSS JOIN keeps customers the outer loop on SQLite (a range of ids, then each one's org),
+    // which would otherwise walk every org's index for the range; PostgreSQL plans it freely
+    let mut sql = Sql::new(&format!("{select} FROM customers c CROSS JOIN orgs o LEFT JOIN scoring_inputs i ON i.customer_id = c.id AND i.period = "));
     sql.arg(period)
-        .push(" WHERE c.kind IN ('customer', 'agent') AND ");
+        .push(" WHERE o.id = c.org_id AND c.kind IN ('customer', 'agent') AND ");
     reachable(&mut sql, scope, "customer.view");
     if let Some(org_id) = org_id {
         crate::db::only_under(db, &mut sql, &scope.reach("grading.manage"), org_id).await?;
@@ -1126,7 +1105,9 @@ async fn population(
         }
     }
     drop(send);
-    let rows = parser.await.expect("parsing inputs does not panic")?;
+    let mut rows = parser.await.expect("parsing inputs does not panic")?;
+    // in customer order, as results are written (already so: this only checks, in linear time)
+    rows.sort_by_key(|r| r.0);
     // last year's values of the same month, for lifecycle categories (usually a small table)
     let this = Period::parse("period", period)?;
     let last_year = Period {
@@ -1190,34 +1171,35 @@ async fn population(
 /// each industry (the segment) by volume and amount; None where the figures are missing.
 fn classify(members: &[Member]) -> Vec<(Option<&'static str>, Option<&'static str>)> {
     let number = |m: &Member, key: &str| m.inputs.values.get(key).and_then(Value::as_number);
-    let mut out = vec![(None, None); members.len()];
-    let with_amount: Vec<usize> = (0..members.len())
-        .filter(|&i| number(&members[i], "sales_amount").is_some())
-        .collect();
-    let amounts: Vec<f64> = with_amount
+    // (amount, volume) of each customer, looked up once
+    let figures: Vec<(Option<f64>, Option<f64>)> = members
         .iter()
-        .map(|&i| number(&members[i], "sales_amount").unwrap_or_default())
+        .map(|m| (number(m, "sales_amount"), number(m, "sales_volume")))
         .collect();
+    let mut out = vec![(None, None); members.len()];
+    let (with_amount, amounts): (Vec<usize>, Vec<f64>) = figures
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| Some((i, f.0?)))
+        .unzip();
     for (i, class) in with_amount.iter().zip(rules::abc(&amounts)) {
         out[*i].0 = Some(class.code());
     }
     let mut segments: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
-    for (i, m) in members.iter().enumerate() {
-        if number(m, "sales_volume").is_some() || number(m, "sales_amount").is_some() {
+    for (i, (m, f)) in members.iter().zip(&figures).enumerate() {
+        if f.0.is_some() || f.1.is_some() {
             segments.entry(m.segment.as_deref()).or_default().push(i);
         }
     }
     for idx in segments.values() {
-        let figures: Vec<(f64, f64)> = idx
+        let segment: Vec<(f64, f64)> = idx
             .iter()
             .map(|&i| {
-                (
-                    number(&members[i], "sales_volume").unwrap_or_default(),
-                    number(&members[i], "sales_amount").unwrap_or_default(),
-                )
+                let (amount, volume) = figures[i];
+                (volume.unwrap_or_default(), amount.unwrap_or_default())
             })
             .collect();
-        for (i, tier) in idx.iter().zip(rules::scale_tiers(&figures)) {
+        for (i, tier) in idx.iter().zip(rules::scale_tiers(&segment)) {
             out[*i].1 = Some(tier.code());
         }
     }
@@ -1248,89 +1230,146 @@ fn push_quoted(out: &mut String, text: &str) {
     out.push('\'');
 }
 
-/// What a run stores, by customer in the same order.
-struct Results {
+/// What a run scores: its population, the model version, and the rules its lifecycle
+/// categories and star levels follow.
+struct Scoring {
     members: Vec<Member>,
-    scored: Vec<rules::Scored>,
-    classes: Vec<(Option<&'static str>, Option<&'static str>)>,
-    standing: Vec<Standing>,
-    lifecycle_rules: Vec<rules::LifecycleRule>,
+    model: ScoringModel,
+    settings: GradingSettings,
+    period: Period,
 }
 
-impl Results {
-    /// The INSERT of results `start..end`.
-    fn statement(&self, run_id: i64, start: usize, end: usize) -> String {
-        use std::fmt::Write;
-        let code = |out: &mut String, c: Option<&str>| match c {
-            Some(c) => {
-                out.push_str(", ");
-                push_quoted(out, c);
-            }
-            None => out.push_str(", NULL"),
-        };
-        let mut text = String::with_capacity(200 * (end - start) + 128);
-        let mut breakdown = String::with_capacity(256);
-        text.push_str("INSERT INTO grade_results (run_id, customer_id, score, grade, abc, scale_tier, lifecycle, stars, breakdown) VALUES ");
-        for i in start..end {
-            if i > start {
-                text.push_str(", ");
-            }
-            let s = &self.scored[i];
-            let _ = write!(
-                text,
-                "({run_id}, {}, {:?}, ",
-                self.members[i].customer_id, s.score
-            );
-            push_quoted(&mut text, &s.grade);
-            code(&mut text, self.classes[i].0);
-            code(&mut text, self.classes[i].1);
-            code(
-                &mut text,
-                self.standing[i]
-                    .0
-                    .map(|r| self.lifecycle_rules[r].category.as_str()),
-            );
-            match self.standing[i].1 {
-                Some(n) => {
-                    let _ = write!(text, ", {n}, ");
-                }
-                None => text.push_str(", NULL, "),
-            }
-            breakdown.clear();
-            s.write_breakdown(&mut breakdown);
-            push_quoted(&mut text, &breakdown);
-            text.push(')');
+/// The INSERT of one batch of results, each customer scored as its row is written.
+fn results_statement(
+    run_id: i64,
+    batch: &[Member],
+    classes: &[(Option<&str>, Option<&str>)],
+    scorer: &rules::Scorer,
+    standing_rules: &StandingRules,
+    grades: &mut HashMap<String, i64>,
+) -> String {
+    use std::fmt::Write;
+    let code = |out: &mut String, c: Option<&str>| match c {
+        Some(c) => {
+            out.push_str(", ");
+            push_quoted(out, c);
         }
-        text
+        None => out.push_str(", NULL"),
+    };
+    let mut text = String::with_capacity(200 * batch.len() + 128);
+    let mut breakdown = String::with_capacity(256);
+    text.push_str("INSERT INTO grade_results (run_id, customer_id, score, grade, abc, scale_tier, lifecycle, stars, breakdown) VALUES ");
+    for (i, (m, (abc, scale_tier))) in batch.iter().zip(classes).enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        let s = scorer.score(&m.inputs);
+        let (lifecycle, stars) = standing_rules.of(m);
+        let _ = write!(text, "({run_id}, {}, {:?}, ", m.customer_id, s.score);
+        push_quoted(&mut text, &s.grade);
+        code(&mut text, *abc);
+        code(&mut text, *scale_tier);
+        code(
+            &mut text,
+            lifecycle.map(|r| standing_rules.settings.lifecycle_rules[r].category.as_str()),
+        );
+        match stars {
+            Some(n) => {
+                let _ = write!(text, ", {n}, ");
+            }
+            None => text.push_str(", NULL, "),
+        }
+        breakdown.clear();
+        s.write_breakdown(&mut breakdown);
+        push_quoted(&mut text, &breakdown);
+        text.push(')');
+        match grades.get_mut(&s.grade) {
+            Some(n) => *n += 1,
+            None => {
+                grades.insert(s.grade, 1);
+            }
+        }
     }
+    text
 }
 
-/// Writes a run's results. The statements are written on a thread of their own while the
-/// database runs the ones before (two cores: one writes SQL text, the other runs it), and the
-/// results are dropped there too.
+/// Scores a run's population and writes the results, answering the distribution of grades and
+/// how long classifying the population took. Once the population is classified (which needs
+/// everyone), two threads score batches of customers and write their statements, taking turns,
+/// while the database runs the ones before: the customers are scored as they are written rather
+/// than all kept in memory first.
 async fn insert_results(
     tx: &mut Transaction<'static, Any>,
     backend: crate::Backend,
     run_id: i64,
-    results: Results,
-) -> Result<()> {
-    let (send, mut statements) = tokio::sync::mpsc::channel::<String>(STATEMENTS_AHEAD);
+    run: Scoring,
+) -> Result<(BTreeMap<String, i64>, std::time::Duration)> {
+    let (send_even, mut even) = tokio::sync::mpsc::channel::<String>(STATEMENTS_AHEAD);
+    let (send_odd, mut odd) = tokio::sync::mpsc::channel::<String>(STATEMENTS_AHEAD);
     let writer = tokio::task::spawn_blocking(move || {
-        let n = results.members.len();
-        for start in (0..n).step_by(RESULT_BATCH) {
-            let text = results.statement(run_id, start, (start + RESULT_BATCH).min(n));
-            if send.blocking_send(text).is_err() {
-                // the insert failed and stopped listening
-                break;
+        let started = std::time::Instant::now();
+        let refs: Vec<&Inputs> = run.members.iter().map(|m| &m.inputs).collect();
+        let scorer = rules::Scorer::new(&run.model, &refs);
+        drop(refs);
+        let classes = classify(&run.members);
+        let classified_in = started.elapsed();
+        let standing_rules = StandingRules {
+            period: run.period,
+            first_day: chrono::NaiveDate::from_ymd_opt(run.period.year, run.period.month, 1)
+                .expect("periods are valid months"),
+            settings: &run.settings,
+        };
+        let batches: Vec<(&[Member], &[(Option<&str>, Option<&str>)])> = run
+            .members
+            .chunks(RESULT_BATCH)
+            .zip(classes.chunks(RESULT_BATCH))
+            .collect();
+        let mut grades: HashMap<String, i64> = HashMap::new();
+        std::thread::scope(|s| {
+            let turns: Vec<_> = [send_even, send_odd]
+                .into_iter()
+                .enumerate()
+                .map(|(turn, send)| {
+                    let (batches, scorer, standing_rules) = (&batches, &scorer, &standing_rules);
+                    s.spawn(move || {
+                        let mut grades = HashMap::new();
+                        for (batch, classes) in batches.iter().skip(turn).step_by(2) {
+                            let text = results_statement(
+                                run_id,
+                                batch,
+                                classes,
+                                scorer,
+                                standing_rules,
+                                &mut grades,
+                            );
+                            if send.blocking_send(text).is_err() {
+                                // the insert failed and stopped listening
+                                break;
+                            }
+                        }
+                        grades
+                    })
+                })
+                .collect();
+            for turn in turns {
+                for (grade, n) in turn.join().expect("scoring does not panic") {
+                    *grades.entry(grade).or_default() += n;
+                }
             }
-        }
-        drop(results);
+        });
+        (grades.into_iter().collect(), classified_in)
     });
-    while let Some(text) = statements.recv().await {
+    // batches arrive from the two threads in turn: 0, 1, 2, … until one has no more
+    for turn in 0.. {
+        let next = if turn % 2 == 0 {
+            even.recv().await
+        } else {
+            odd.recv().await
+        };
+        let Some(text) = next else { break };
         Sql::bulk(backend, &text).execute(&mut **tx).await?;
     }
-    writer.await.expect("writing statements does not panic");
-    Ok(())
+    Ok(writer.await.expect("scoring does not panic"))
 }
 
 pub async fn get_run(db: &Db, scope: &Scope, id: i64) -> Result<Run> {
