@@ -468,10 +468,16 @@ fn sqlite_without_memory_statistics() {
         // SAFETY: sqlite3_config with MEMSTATUS takes one int; before initialisation it only
         // sets a flag, and afterwards it refuses with SQLITE_MISUSE and changes nothing.
         let answer = unsafe {
-            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, std::ffi::c_int::from(0u8))
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                std::ffi::c_int::from(0u8),
+            )
         };
         if answer != libsqlite3_sys::SQLITE_OK {
-            tracing::debug!(answer, "SQLite was initialised already: memory statistics stay on");
+            tracing::debug!(
+                answer,
+                "SQLite was initialised already: memory statistics stay on"
+            );
         }
     });
 }
@@ -522,4 +528,3 @@ mod tests {
         assert_eq!(sqlite_file("sqlite::memory:"), None);
     }
 }
-

@@ -8,7 +8,7 @@ use crate::db::{decode_cursor, id_cursor};
 use crate::{grading_settings, require, Db, Page, Result, Sql, StoreError};
 use keping_domain::grading::{
     self as rules, read_breakdown, GradingSettings, Inputs, Line, Period, ScoringModel, Source,
-    Value,
+    Value, Values,
 };
 use keping_domain::org::OrgPath;
 use keping_domain::scope::{Reach, Scope};
@@ -790,7 +790,7 @@ struct Member {
     created_at: Millis,
     inputs: Inputs,
     /// The values of the same period a year before, when there were any.
-    last_year: Option<HashMap<String, Value>>,
+    last_year: Option<Values>,
     star_override: Option<rules::StarOverride>,
 }
 
@@ -813,11 +813,13 @@ impl StandingRules<'_> {
         let rules_list = &self.settings.lifecycle_rules;
         let new_this_year = chrono::DateTime::from_timestamp_millis(m.created_at)
             .is_some_and(|t| t.year() == self.period.year);
-        let lifecycle = rules::annual_figures(&m.inputs.values, m.last_year.as_ref(), new_this_year)
-            .and_then(|f| {
-                let category = rules::lifecycle(rules_list, &f)?;
-                rules_list.iter().position(|r| r.category == category)
-            });
+        let lifecycle =
+            rules::annual_figures(&m.inputs.values, m.last_year.as_ref(), new_this_year).and_then(
+                |f| {
+                    let category = rules::lifecycle(rules_list, &f)?;
+                    rules_list.iter().position(|r| r.category == category)
+                },
+            );
         let points = m
             .inputs
             .values
@@ -1006,33 +1008,7 @@ fn widest_root(scope: &Scope) -> String {
 }
 
 /// One customer as a run reads it: id, industry (the segment), created_at and the values.
-type InputRow = (i64, Option<String>, i64, Option<RunValues>);
-
-/// A customer's values, read into a map made big enough at once (a run reads a million).
-struct RunValues(HashMap<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for RunValues {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<RunValues, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = RunValues;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object of values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<RunValues, A::Error> {
-                let mut values = HashMap::with_capacity(map.size_hint().unwrap_or(0).max(14));
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    values.insert(k, v);
-                }
-                Ok(RunValues(values))
-            }
-        }
-        d.deserialize_map(Visitor)
-    }
-}
+type InputRow = (i64, Option<String>, i64, Option<Values>);
 
 /// Customers read per query by a run (a range of ids).
 const CUSTOMERS_PER_READ: i64 = 2000;
@@ -1115,7 +1091,7 @@ async fn population(
         month: this.month,
     }
     .to_string();
-    let mut last: HashMap<i64, HashMap<String, Value>> =
+    let mut last: HashMap<i64, Values> =
         Sql::new("SELECT customer_id, input_values FROM scoring_inputs WHERE period = ")
             .arg(&last_year)
             .fetch_all::<(i64, String), _>(&mut *tx)
@@ -1160,16 +1136,19 @@ async fn population(
             last_year: last.remove(&customer_id),
             star_override: overrides.remove(&customer_id),
             inputs: Inputs {
-                values: values.map(|v| v.0).unwrap_or_default(),
+                values: values.unwrap_or_default(),
                 events: events.remove(&customer_id).unwrap_or_default(),
             },
         })
         .collect())
 }
 
+/// A customer's ABC class and business scale tier, by code.
+type Classes = (Option<&'static str>, Option<&'static str>);
+
 /// ABC class by sales amount over the whole population, and the business scale tier within
 /// each industry (the segment) by volume and amount; None where the figures are missing.
-fn classify(members: &[Member]) -> Vec<(Option<&'static str>, Option<&'static str>)> {
+fn classify(members: &[Member]) -> Vec<Classes> {
     let number = |m: &Member, key: &str| m.inputs.values.get(key).and_then(Value::as_number);
     // (amount, volume) of each customer, looked up once
     let figures: Vec<(Option<f64>, Option<f64>)> = members
@@ -1243,7 +1222,7 @@ struct Scoring {
 fn results_statement(
     run_id: i64,
     batch: &[Member],
-    classes: &[(Option<&str>, Option<&str>)],
+    classes: &[Classes],
     scorer: &rules::Scorer,
     standing_rules: &StandingRules,
     grades: &mut HashMap<String, i64>,
@@ -1319,7 +1298,7 @@ async fn insert_results(
                 .expect("periods are valid months"),
             settings: &run.settings,
         };
-        let batches: Vec<(&[Member], &[(Option<&str>, Option<&str>)])> = run
+        let batches: Vec<(&[Member], &[Classes])> = run
             .members
             .chunks(RESULT_BATCH)
             .zip(classes.chunks(RESULT_BATCH))

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use keping_domain::grading::{
-    self as rules, GradingSettings, Inputs, LifecycleRule, ScoringModel, Value,
+    self as rules, GradingSettings, Inputs, LifecycleRule, ScoringModel, Values,
 };
 use keping_store::customers::ImportSource;
 use keping_store::grading::{
@@ -147,7 +147,7 @@ struct Sample {
     /// Criterion or metric code → number or text.
     #[schema(value_type = Object)]
     #[serde(default)]
-    values: HashMap<String, Value>,
+    values: Values,
     /// Event type → count, for deductions.
     #[serde(default)]
     events: HashMap<String, u32>,

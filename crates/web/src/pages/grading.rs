@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use keping_domain::grading::{self as rules, Inputs, ScoringModel, Value, Why};
+use keping_domain::grading::{self as rules, Inputs, ScoringModel, Value, Values, Why};
 use keping_store::grading::{
     self as store, BreakdownLine, Grade, HistoryPoint, ModelSummary, ModelVersion, Run, RunDiff,
     RunFilter, RunRequest, RunResult,
@@ -436,7 +436,7 @@ struct SampleInput {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    values: HashMap<String, Value>,
+    values: Values,
     #[serde(default)]
     events: HashMap<String, u32>,
 }
