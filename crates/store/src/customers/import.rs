@@ -907,6 +907,8 @@ async fn import_rows(
     let mut seen_phone: HashMap<String, usize> = HashMap::new();
     // new customers waiting to be written, a batch at a time
     let mut pending: Vec<(Fields, Option<ContactFields>)> = Vec::new();
+    // their tags, search terms and phones, written sorted a few batches at a time
+    let mut index_rows = IndexRows::default();
     let batch = Batch {
         backend,
         org_id: path.id(),
@@ -1005,13 +1007,17 @@ async fn import_rows(
         }
         pending.push((fields, contact));
         if pending.len() >= BATCH_ROWS {
-            insert_batch(tx, scope, &batch, &pending).await?;
+            insert_batch(tx, scope, &batch, &pending, &mut index_rows).await?;
             pending.clear();
+            if index_rows.terms.len() >= INDEX_ROWS_AT_ONCE {
+                index_rows.write(tx, backend).await?;
+            }
         }
         out.created += 1;
         out.accepted += 1;
     }
-    insert_batch(tx, scope, &batch, &pending).await?;
+    insert_batch(tx, scope, &batch, &pending, &mut index_rows).await?;
+    index_rows.write(tx, backend).await?;
     if let Some(id) = import_id {
         Sql::new("UPDATE customer_imports SET created = ")
             .arg(out.created as i64)
@@ -1057,14 +1063,53 @@ struct Batch {
     import_id: Option<i64>,
 }
 
+/// Search terms (with the tags and phones of the same customers) gathered before they are written.
+/// Each search term is a random key in a large index: written sorted, many at a time, they land
+/// on pages the statement before has just read.
+const INDEX_ROWS_AT_ONCE: usize = 100_000;
+
+/// The index rows of new customers, waiting to be written: (value, customer id).
+#[derive(Default)]
+struct IndexRows {
+    tags: Vec<(String, i64)>,
+    terms: Vec<(String, i64)>,
+    phones: Vec<(String, i64)>,
+}
+
+impl IndexRows {
+    /// Writes the rows waiting, in index order, and empties the lists.
+    async fn write(&mut self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<()> {
+        for (into, values) in [
+            ("customer_tags (tag, customer_id)", &mut self.tags),
+            ("customer_terms (term, customer_id)", &mut self.terms),
+            ("customer_phones (digits, customer_id)", &mut self.phones),
+        ] {
+            values.sort_unstable();
+            for chunk in values.chunks(2000) {
+                let mut sql = Sql::bulk(backend, &format!("INSERT INTO {into} VALUES "));
+                for (i, (v, id)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(").arg(v).push(", ").arg(*id).push(")");
+                }
+                sql.execute(&mut **tx).await?;
+            }
+            values.clear();
+        }
+        Ok(())
+    }
+}
+
 /// Writes new customers of an import (owned by the importer) with multi-row statements: the
-/// customers, their contacts, tags, search terms and phone index, and a timeline line each.
-/// The search text is worked out here rather than read back.
+/// customers, their contacts and a timeline line each; their tags, search terms and phones go to
+/// `index_rows`, for the caller to write. The search text is worked out here rather than read back.
 async fn insert_batch(
     tx: &mut Transaction<'static, Any>,
     scope: &Scope,
     batch: &Batch,
     rows: &[(Fields, Option<ContactFields>)],
+    index_rows: &mut IndexRows,
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -1161,30 +1206,14 @@ async fn insert_batch(
         }
         sql.execute(&mut **tx).await?;
     }
-    let pairs = |pick: &dyn Fn(usize) -> Vec<String>| -> Vec<(String, i64)> {
-        ids.iter()
-            .enumerate()
-            .flat_map(|(i, &id)| pick(i).into_iter().map(move |v| (v, id)))
-            .collect()
-    };
-    let tags = pairs(&|i| rows[i].0.tags.clone());
-    let terms = pairs(&|i| indexed[i].1.clone());
-    let phones = pairs(&|i| indexed[i].2.clone());
-    for (into, values) in [
-        ("customer_tags (tag, customer_id)", &tags),
-        ("customer_terms (term, customer_id)", &terms),
-        ("customer_phones (digits, customer_id)", &phones),
-    ] {
-        for chunk in values.chunks(2000) {
-            let mut sql = Sql::bulk(batch.backend, &format!("INSERT INTO {into} VALUES "));
-            for (i, (v, id)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push("(").arg(v).push(", ").arg(*id).push(")");
-            }
-            sql.execute(&mut **tx).await?;
-        }
+    for ((&id, (f, _)), (_, terms, phones)) in ids.iter().zip(rows).zip(indexed) {
+        index_rows
+            .tags
+            .extend(f.tags.iter().map(|t| (t.clone(), id)));
+        index_rows.terms.extend(terms.into_iter().map(|t| (t, id)));
+        index_rows
+            .phones
+            .extend(phones.into_iter().map(|p| (p, id)));
     }
     let mut sql = Sql::bulk(
         batch.backend,
