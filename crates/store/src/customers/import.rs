@@ -1063,9 +1063,9 @@ struct Batch {
     import_id: Option<i64>,
 }
 
-/// Search terms (with the tags and phones of the same customers) gathered before they are written.
-/// Each search term is a random key in a large index: written sorted, many at a time, they land
-/// on pages the statement before has just read.
+/// How many search terms of new customers are gathered (with the same customers' tags and phones)
+/// before they are written. Each term is a random key in a large index: written sorted, many at a
+/// time, they land on pages the statement before has just read.
 const INDEX_ROWS_AT_ONCE: usize = 100_000;
 
 /// The index rows of new customers, waiting to be written: (value, customer id).
