@@ -408,6 +408,34 @@ fn import_file(rows: usize) -> anyhow::Result<Vec<u8>> {
     Ok(book.save_to_buffer()?)
 }
 
+/// Polls an import's progress until it is done and answers how long each phase lasted (reading
+/// includes the upload).
+async fn import_phases(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let mut phases: Vec<(String, Instant)> = Vec::new();
+    loop {
+        let r = client.get(&url).bearer_auth(&token).send().await?;
+        if r.status().is_success() {
+            let progress: serde_json::Value = r.json().await?;
+            let phase = progress["phase"].as_str().unwrap_or_default().to_string();
+            if phases.last().is_none_or(|(p, _)| *p != phase) {
+                phases.push((phase.clone(), Instant::now()));
+            }
+            if phase == "done" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(phases
+        .windows(2)
+        .map(|w| (w[0].0.clone(), (w[1].1 - w[0].1).as_secs_f64()))
+        .collect())
+}
+
 async fn login(
     client: &reqwest::Client,
     base: &str,
@@ -507,11 +535,17 @@ pub async fn customers(b: CustomerBench) -> anyhow::Result<()> {
         let file = import_file(b.import_rows)?;
         let t = Instant::now();
         let form = reqwest::multipart::Form::new()
+            .text("progress", "bench")
+            .text("duplicates", "skip")
             .part(
                 "file",
                 reqwest::multipart::Part::bytes(file.clone()).file_name("bench.xlsx"),
-            )
-            .text("duplicates", "skip");
+            );
+        let phases = tokio::spawn(import_phases(
+            client.clone(),
+            format!("{base}/api/v1/customers/imports/progress/bench"),
+            admin.clone(),
+        ));
         let r = client
             .post(format!("{base}/api/v1/customers/imports"))
             .bearer_auth(&admin)
@@ -521,6 +555,10 @@ pub async fn customers(b: CustomerBench) -> anyhow::Result<()> {
             .await?;
         let status = r.status();
         let body: serde_json::Value = r.json().await?;
+        // the poll ends at once once the answer is in; an import refused before it began is never followed
+        let phases = tokio::time::timeout(Duration::from_secs(5), phases)
+            .await
+            .unwrap_or(Ok(Ok(Vec::new())))??;
         println!(
             "\nimport of {} rows from xlsx ({:.1} MiB, duplicates skipped): {:.1} s (HTTP {status}, created {}, duplicates {}, rejected {})",
             b.import_rows,
@@ -529,6 +567,14 @@ pub async fn customers(b: CustomerBench) -> anyhow::Result<()> {
             body["created"],
             body["duplicates"].as_array().map_or(0, Vec::len),
             body["rejected"].as_array().map_or(0, Vec::len),
+        );
+        println!(
+            "  phases (polled): {}",
+            phases
+                .iter()
+                .map(|(phase, secs)| format!("{phase} {secs:.1} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     // every tenth seeded customer is a lead: 100,000 of 1,000,000

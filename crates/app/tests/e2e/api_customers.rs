@@ -17,6 +17,7 @@ both!(
     merge_repoints_everything,
     import_dry_run_undo_and_gbk,
     import_progress_is_followed,
+    large_import_is_searchable,
     export_imports_back_the_same,
     caller_id_reaches_the_agent,
     customer_pages,
@@ -1017,6 +1018,51 @@ async fn import_progress_is_followed(app: TestApp) {
         .get("/api/v1/customers/imports/progress/never-sent", &admin)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// An import of many batches (and more search terms than are written at once) leaves every row
+/// findable: by a part of its name, its contact, a phone fragment and its tag, and its phone
+/// catches a later import's duplicate.
+async fn large_import_is_searchable(app: TestApp) {
+    let admin = &app.admin_token;
+    // about 39 search terms a row: more than the import writes at once
+    const ROWS: usize = 3000;
+    let mut csv = String::from("客户名称,联系人,手机,标签\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("批量客户{i:04},联系人{i:04},137{i:08},批量{i}\n"));
+    }
+    let (status, outcome) = upload(&app, admin, "批量.csv", csv.into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
+    assert_eq!(outcome["created"], ROWS, "{outcome}");
+    for i in [0, 1, 199, 200, 1777, ROWS - 1] {
+        let name = format!("批量客户{i:04}");
+        let found = vec![name.clone()];
+        assert_eq!(
+            names(&app, admin, &format!("q={}", enc(&format!("客户{i:04}")))).await,
+            found
+        );
+        assert_eq!(
+            names(&app, admin, &format!("q={}", enc(&format!("联系人{i:04}")))).await,
+            found
+        );
+        assert_eq!(
+            names(&app, admin, &format!("q=0000{i:04}")).await,
+            found,
+            "phone of row {i}"
+        );
+        assert_eq!(
+            names(&app, admin, &format!("tag={}", enc(&format!("批量{i}")))).await,
+            found
+        );
+    }
+    let again = format!("客户名称,手机\n又一个客户,137{:08}\n", ROWS - 1);
+    let (status, outcome) = upload(&app, admin, "again.csv", again.into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
+    assert_eq!(outcome["created"], 0, "{outcome}");
+    assert_eq!(
+        outcome["duplicates"][0]["reason"], "same_phone",
+        "{outcome}"
+    );
 }
 
 async fn import_dry_run_undo_and_gbk(app: TestApp) {

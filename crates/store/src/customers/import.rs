@@ -787,13 +787,80 @@ async fn run_import(
     }
     progress.rows_total.store(data_rows, Ordering::Relaxed);
     progress.enter(ImportPhase::Checking);
+    let file = ReadFile {
+        name: file_name,
+        header: texts[header_at].clone(),
+        sheet,
+        header_at,
+        data_rows,
+    };
     let mut tx = db.begin().await?;
+    // every row goes into several indexes: SQLite gets a page cache to match while the import runs
+    let sqlite = db.backend == Backend::Sqlite;
+    if sqlite {
+        Sql::new(&format!("PRAGMA cache_size = {IMPORT_CACHE_SIZE}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let imported = import_rows(&mut tx, db.backend, scope, file, &opts, progress).await;
+    if sqlite {
+        // back to SQLite's default for the connection's other uses
+        Sql::new("PRAGMA cache_size = -2000")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let (out, checked_at) = imported?;
+    match out.import_id {
+        None => tx.rollback().await?,
+        Some(_) => tx.commit().await?,
+    }
+    let checked_ms = (checked_at - started).as_millis();
+    tracing::info!(
+        rows = out.rows,
+        created = out.created,
+        read_ms,
+        checked_ms = checked_ms - read_ms,
+        written_ms = started.elapsed().as_millis() - checked_ms,
+        dry_run = opts.dry_run,
+        "customer import"
+    );
+    Ok(out)
+}
+
+/// A file as read, before any database work.
+struct ReadFile {
+    name: String,
+    sheet: Sheet,
+    /// The index in `sheet.rows` of the header row.
+    header_at: usize,
+    /// The header row's texts.
+    header: Vec<String>,
+    data_rows: usize,
+}
+
+/// Checks the rows of a file, looks them up among the customers on file and writes them, in the
+/// caller's transaction; answers the outcome and when the checks ended.
+async fn import_rows(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    scope: &Scope,
+    file: ReadFile,
+    opts: &ImportOptions,
+    progress: &Arc<ImportProgress>,
+) -> Result<(ImportOutcome, Instant)> {
+    let ReadFile {
+        name,
+        sheet,
+        header_at,
+        header,
+        data_rows,
+    } = file;
     let path = match opts.org_id {
-        Some(o) => org_within(&mut tx, scope, "customer.import", o).await?,
+        Some(o) => org_within(tx, scope, "customer.import", o).await?,
         None => scope.org_path.clone(),
     };
-    let defs = field_defs(&mut *tx, &path).await?;
-    let cols = columns(&texts[header_at], opts.mapping.as_ref(), &defs)?;
+    let defs = field_defs(&mut **tx, &path).await?;
+    let cols = columns(&header, opts.mapping.as_ref(), &defs)?;
     let header_row = sheet.first_row + header_at;
     let mapping = cols.used.clone();
     let ignored_columns = cols.ignored.clone();
@@ -809,18 +876,18 @@ async fn run_import(
     let mut on_file = if opts.duplicates == DuplicateMode::ImportAnyway {
         None
     } else {
-        Some(OnFile::load(&mut tx, scope, db.backend, &prepared).await?)
+        Some(OnFile::load(tx, scope, backend, &prepared).await?)
     };
-    let checked_ms = started.elapsed().as_millis();
+    let checked_at = Instant::now();
     progress.enter(ImportPhase::Writing);
     let import_id = if opts.dry_run {
         None
     } else {
         Some(
             Sql::new("INSERT INTO customer_imports (org_id, user_id, file_name, rows_total, created, updated, created_at) VALUES (")
-                .arg(path.id()).push(", ").arg(scope.user_id).push(", ").arg(file_name.chars().take(200).collect::<String>())
+                .arg(path.id()).push(", ").arg(scope.user_id).push(", ").arg(name.chars().take(200).collect::<String>())
                 .push(", ").arg(data_rows as i64).push(", 0, 0, ").arg(now_millis()).push(") RETURNING id")
-                .fetch_i64(&mut *tx)
+                .fetch_i64(&mut **tx)
                 .await?,
         )
     };
@@ -840,8 +907,10 @@ async fn run_import(
     let mut seen_phone: HashMap<String, usize> = HashMap::new();
     // new customers waiting to be written, a batch at a time
     let mut pending: Vec<(Fields, Option<ContactFields>)> = Vec::new();
+    // their tags, search terms and phones, written sorted a few batches at a time
+    let mut index_rows = IndexRows::default();
     let batch = Batch {
-        backend: db.backend,
+        backend,
         org_id: path.id(),
         import_id,
     };
@@ -901,10 +970,10 @@ async fn run_import(
         if let Some((reason, target)) = repeats {
             let (action, customer_id) = match (opts.duplicates, target) {
                 (DuplicateMode::Update, Some(id)) => {
-                    match update_from_row(&mut tx, scope, id, &customer, &defs, import_id).await {
+                    match update_from_row(tx, scope, id, &customer, &defs, import_id).await {
                         Ok(()) => {
                             if let Some(o) = on_file.as_mut() {
-                                o.refile(&mut tx, id).await?;
+                                o.refile(tx, id).await?;
                             }
                             out.updated += 1;
                             out.accepted += 1;
@@ -938,58 +1007,51 @@ async fn run_import(
         }
         pending.push((fields, contact));
         if pending.len() >= BATCH_ROWS {
-            insert_batch(&mut tx, scope, &batch, &pending).await?;
+            insert_batch(tx, scope, &batch, &pending, &mut index_rows).await?;
             pending.clear();
+            if index_rows.terms.len() >= INDEX_ROWS_AT_ONCE {
+                index_rows.write(tx, backend).await?;
+            }
         }
         out.created += 1;
         out.accepted += 1;
     }
-    insert_batch(&mut tx, scope, &batch, &pending).await?;
-    match import_id {
-        None => tx.rollback().await?,
-        Some(id) => {
-            Sql::new("UPDATE customer_imports SET created = ")
-                .arg(out.created as i64)
-                .push(", updated = ")
-                .arg(out.updated as i64)
-                .push(" WHERE id = ")
-                .arg(id)
-                .execute(&mut *tx)
-                .await?;
-            let mut changes = Changes::new();
-            changes
-                .set("rows", &out.rows)
-                .set("created", &out.created)
-                .set("updated", &out.updated)
-                .set("rejected", &out.rejected.len());
-            audit::record(
-                &mut *tx,
-                scope.into(),
-                Entry {
-                    org_path: path.as_str(),
-                    action: "import",
-                    entity: "customer_import",
-                    entity_id: Some(id),
-                    summary: file_name.clone(),
-                    changes: Some(changes),
-                },
-            )
+    insert_batch(tx, scope, &batch, &pending, &mut index_rows).await?;
+    index_rows.write(tx, backend).await?;
+    if let Some(id) = import_id {
+        Sql::new("UPDATE customer_imports SET created = ")
+            .arg(out.created as i64)
+            .push(", updated = ")
+            .arg(out.updated as i64)
+            .push(" WHERE id = ")
+            .arg(id)
+            .execute(&mut **tx)
             .await?;
-            tx.commit().await?;
-        }
+        let mut changes = Changes::new();
+        changes
+            .set("rows", &out.rows)
+            .set("created", &out.created)
+            .set("updated", &out.updated)
+            .set("rejected", &out.rejected.len());
+        audit::record(
+            &mut **tx,
+            scope.into(),
+            Entry {
+                org_path: path.as_str(),
+                action: "import",
+                entity: "customer_import",
+                entity_id: Some(id),
+                summary: name,
+                changes: Some(changes),
+            },
+        )
+        .await?;
     }
-    let checked = checked_ms - read_ms;
-    tracing::info!(
-        rows = out.rows,
-        created = out.created,
-        read_ms,
-        checked_ms = checked,
-        written_ms = started.elapsed().as_millis() - checked_ms,
-        dry_run = opts.dry_run,
-        "customer import"
-    );
-    Ok(out)
+    Ok((out, checked_at))
 }
+
+/// SQLite's page cache while an import writes (KiB when negative, as the pragma reads).
+const IMPORT_CACHE_SIZE: i64 = -262_144;
 
 /// New customers are written this many to a statement (about 40 parameters each).
 const BATCH_ROWS: usize = 200;
@@ -1001,14 +1063,53 @@ struct Batch {
     import_id: Option<i64>,
 }
 
+/// How many search terms of new customers are gathered (with the same customers' tags and phones)
+/// before they are written. Each term is a random key in a large index: written sorted, many at a
+/// time, they land on pages the statement before has just read.
+const INDEX_ROWS_AT_ONCE: usize = 100_000;
+
+/// The index rows of new customers, waiting to be written: (value, customer id).
+#[derive(Default)]
+struct IndexRows {
+    tags: Vec<(String, i64)>,
+    terms: Vec<(String, i64)>,
+    phones: Vec<(String, i64)>,
+}
+
+impl IndexRows {
+    /// Writes the rows waiting, in index order, and empties the lists.
+    async fn write(&mut self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<()> {
+        for (into, values) in [
+            ("customer_tags (tag, customer_id)", &mut self.tags),
+            ("customer_terms (term, customer_id)", &mut self.terms),
+            ("customer_phones (digits, customer_id)", &mut self.phones),
+        ] {
+            values.sort_unstable();
+            for chunk in values.chunks(2000) {
+                let mut sql = Sql::bulk(backend, &format!("INSERT INTO {into} VALUES "));
+                for (i, (v, id)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push("(").arg(v).push(", ").arg(*id).push(")");
+                }
+                sql.execute(&mut **tx).await?;
+            }
+            values.clear();
+        }
+        Ok(())
+    }
+}
+
 /// Writes new customers of an import (owned by the importer) with multi-row statements: the
-/// customers, their contacts, tags, search terms and phone index, and a timeline line each.
-/// The search text is worked out here rather than read back.
+/// customers, their contacts and a timeline line each; their tags, search terms and phones go to
+/// `index_rows`, for the caller to write. The search text is worked out here rather than read back.
 async fn insert_batch(
     tx: &mut Transaction<'static, Any>,
     scope: &Scope,
     batch: &Batch,
     rows: &[(Fields, Option<ContactFields>)],
+    index_rows: &mut IndexRows,
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -1105,30 +1206,14 @@ async fn insert_batch(
         }
         sql.execute(&mut **tx).await?;
     }
-    let pairs = |pick: &dyn Fn(usize) -> Vec<String>| -> Vec<(String, i64)> {
-        ids.iter()
-            .enumerate()
-            .flat_map(|(i, &id)| pick(i).into_iter().map(move |v| (v, id)))
-            .collect()
-    };
-    let tags = pairs(&|i| rows[i].0.tags.clone());
-    let terms = pairs(&|i| indexed[i].1.clone());
-    let phones = pairs(&|i| indexed[i].2.clone());
-    for (into, values) in [
-        ("customer_tags (tag, customer_id)", &tags),
-        ("customer_terms (term, customer_id)", &terms),
-        ("customer_phones (digits, customer_id)", &phones),
-    ] {
-        for chunk in values.chunks(2000) {
-            let mut sql = Sql::bulk(batch.backend, &format!("INSERT INTO {into} VALUES "));
-            for (i, (v, id)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push("(").arg(v).push(", ").arg(*id).push(")");
-            }
-            sql.execute(&mut **tx).await?;
-        }
+    for ((&id, (f, _)), (_, terms, phones)) in ids.iter().zip(rows).zip(indexed) {
+        index_rows
+            .tags
+            .extend(f.tags.iter().map(|t| (t.clone(), id)));
+        index_rows.terms.extend(terms.into_iter().map(|t| (t, id)));
+        index_rows
+            .phones
+            .extend(phones.into_iter().map(|p| (p, id)));
     }
     let mut sql = Sql::bulk(
         batch.backend,
