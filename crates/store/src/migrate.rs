@@ -64,8 +64,8 @@ const STEPS: &[(i64, &str, &str)] = &[
     ),
     (
         16,
-        "grading_clustered",
-        include_str!("../migrations/0016_grading_clustered.sql"),
+        "clustered_tables",
+        include_str!("../migrations/0016_clustered_tables.sql"),
     ),
 ];
 
