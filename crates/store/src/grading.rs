@@ -4,7 +4,7 @@
 
 use crate::audit::{self, Entry};
 use crate::customers::reachable;
-use crate::db::{decode_cursor, id_cursor};
+use crate::db::{decode_cursor, id_cursor, push_quoted};
 use crate::{grading_settings, require, Db, Page, Result, Sql, StoreError};
 use keping_domain::grading::{
     self as rules, read_breakdown, GradingSettings, Inputs, Line, Period, ScoringModel, Source,
@@ -1195,19 +1195,6 @@ const RUN_CACHE_SIZE: i64 = -262_144;
 
 /// Statements written ahead of the one the database is running.
 const STATEMENTS_AHEAD: usize = 4;
-
-/// A SQL string literal: quotes doubled. Grades and breakdowns hold no control characters
-/// (grades are checked; JSON escapes them), and both backends read backslashes literally.
-fn push_quoted(out: &mut String, text: &str) {
-    out.push('\'');
-    for (i, part) in text.split('\'').enumerate() {
-        if i > 0 {
-            out.push_str("''");
-        }
-        out.push_str(part);
-    }
-    out.push('\'');
-}
 
 /// What a run scores: its population, the model version, and the rules its lifecycle
 /// categories and star levels follow.

@@ -10,7 +10,7 @@ use super::{
     set_tags, ContactFields, CustomerFilter, CustomerInput, Fields, CONTACT_COLUMNS, FIELD_COLUMNS,
 };
 use crate::audit::{self, Changes, Entry};
-use crate::db::Backend;
+use crate::db::{push_quoted, Backend};
 use crate::{Db, Result, Sql, StoreError};
 use keping_domain::customers::{
     self as rules, CustomerKind, DuplicateMode, FieldDef, Importance, Phone, IMPORT_FIELDS,
@@ -1085,15 +1085,20 @@ impl IndexRows {
             ("customer_phones (digits, customer_id)", &mut self.phones),
         ] {
             values.sort_unstable();
+            // values written into the text (terms, tags and phones come from validated text)
             for chunk in values.chunks(2000) {
-                let mut sql = Sql::bulk(backend, &format!("INSERT INTO {into} VALUES "));
+                let mut text = format!("INSERT INTO {into} VALUES ");
                 for (i, (v, id)) in chunk.iter().enumerate() {
                     if i > 0 {
-                        sql.push(", ");
+                        text.push_str(", ");
                     }
-                    sql.push("(").arg(v).push(", ").arg(*id).push(")");
+                    text.push('(');
+                    push_quoted(&mut text, v);
+                    text.push_str(", ");
+                    text.push_str(&id.to_string());
+                    text.push(')');
                 }
-                sql.execute(&mut **tx).await?;
+                Sql::bulk(backend, &text).execute(&mut **tx).await?;
             }
             values.clear();
         }
