@@ -3,7 +3,7 @@ use keping_domain::org::OrgPath;
 use keping_domain::scope::{Reach, RecordReach};
 use keping_domain::Invalid;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, FromRow};
+use sqlx::{Any, AnyPool, Executor, FromRow, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -220,6 +220,37 @@ pub(crate) fn push_quoted(out: &mut String, text: &str) {
         out.push_str(part);
     }
     out.push('\'');
+}
+
+/// SQLite's page cache while one transaction writes many rows into large indexes (a grading
+/// run's results, an import's search terms): 256 MiB, in KiB as the pragma reads negative sizes.
+const BULK_PAGE_CACHE: i64 = -262_144;
+
+/// Gives the transaction's SQLite connection a page cache to match a bulk write; nothing on
+/// PostgreSQL. Follow it with [`restore_page_cache`] whether the write succeeded or not.
+pub(crate) async fn enlarge_page_cache(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+) -> Result<()> {
+    if backend == Backend::Sqlite {
+        Sql::new(&format!("PRAGMA cache_size = {BULK_PAGE_CACHE}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// SQLite's default page cache back, for the connection's other uses.
+pub(crate) async fn restore_page_cache(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+) -> Result<()> {
+    if backend == Backend::Sqlite {
+        Sql::new("PRAGMA cache_size = -2000")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The id after which a newest-first or oldest-first list goes on.

@@ -4,7 +4,7 @@
 
 use crate::audit::{self, Entry};
 use crate::customers::reachable;
-use crate::db::{decode_cursor, id_cursor, push_quoted};
+use crate::db::{decode_cursor, enlarge_page_cache, id_cursor, push_quoted, restore_page_cache};
 use crate::{grading_settings, require, Db, Page, Result, Sql, StoreError};
 use keping_domain::grading::{
     self as rules, read_breakdown, GradingSettings, Inputs, Line, Period, ScoringModel, Source,
@@ -934,13 +934,8 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
         .push(") RETURNING id")
         .fetch_i64(&mut *tx)
         .await?;
-    // a million results go into two indexes: SQLite gets a page cache to match while it writes
-    let sqlite = db.backend == crate::Backend::Sqlite;
-    if sqlite {
-        Sql::new(&format!("PRAGMA cache_size = {RUN_CACHE_SIZE}"))
-            .execute(&mut *tx)
-            .await?;
-    }
+    // a million results go into two indexes
+    enlarge_page_cache(&mut tx, db.backend).await?;
     let written = insert_results(
         &mut tx,
         db.backend,
@@ -953,12 +948,7 @@ pub async fn run_timed(db: &Db, scope: &Scope, req: RunRequest) -> Result<(Run, 
         },
     )
     .await;
-    if sqlite {
-        // back to SQLite's default for the connection's other uses
-        Sql::new("PRAGMA cache_size = -2000")
-            .execute(&mut *tx)
-            .await?;
-    }
+    restore_page_cache(&mut tx, db.backend).await?;
     let (distribution, classified_in) = written?;
     timings.classify = classified_in;
     let duration_ms = started.elapsed().as_millis() as i64;
@@ -1189,9 +1179,6 @@ fn classify(members: &[Member]) -> Vec<Classes> {
 /// numbers and fixed codes; grades and breakdowns are quoted): binding a million texts through
 /// sqlx's `Any` costs more than the insert itself.
 const RESULT_BATCH: usize = 1000;
-
-/// SQLite's page cache while a run writes its results (KiB when negative, as the pragma reads).
-const RUN_CACHE_SIZE: i64 = -262_144;
 
 /// Statements written ahead of the one the database is running.
 const STATEMENTS_AHEAD: usize = 4;

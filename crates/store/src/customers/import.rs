@@ -10,7 +10,7 @@ use super::{
     set_tags, ContactFields, CustomerFilter, CustomerInput, Fields, CONTACT_COLUMNS, FIELD_COLUMNS,
 };
 use crate::audit::{self, Changes, Entry};
-use crate::db::{push_quoted, Backend};
+use crate::db::{enlarge_page_cache, push_quoted, restore_page_cache, Backend};
 use crate::{Db, Result, Sql, StoreError};
 use keping_domain::customers::{
     self as rules, CustomerKind, DuplicateMode, FieldDef, Importance, Phone, IMPORT_FIELDS,
@@ -795,20 +795,10 @@ async fn run_import(
         data_rows,
     };
     let mut tx = db.begin().await?;
-    // every row goes into several indexes: SQLite gets a page cache to match while the import runs
-    let sqlite = db.backend == Backend::Sqlite;
-    if sqlite {
-        Sql::new(&format!("PRAGMA cache_size = {IMPORT_CACHE_SIZE}"))
-            .execute(&mut *tx)
-            .await?;
-    }
+    // every row goes into several indexes
+    enlarge_page_cache(&mut tx, db.backend).await?;
     let imported = import_rows(&mut tx, db.backend, scope, file, &opts, progress).await;
-    if sqlite {
-        // back to SQLite's default for the connection's other uses
-        Sql::new("PRAGMA cache_size = -2000")
-            .execute(&mut *tx)
-            .await?;
-    }
+    restore_page_cache(&mut tx, db.backend).await?;
     let (out, checked_at) = imported?;
     match out.import_id {
         None => tx.rollback().await?,
@@ -1049,9 +1039,6 @@ async fn import_rows(
     }
     Ok((out, checked_at))
 }
-
-/// SQLite's page cache while an import writes (KiB when negative, as the pragma reads).
-const IMPORT_CACHE_SIZE: i64 = -262_144;
 
 /// New customers are written this many to a statement (about 40 parameters each).
 const BATCH_ROWS: usize = 200;
