@@ -1032,48 +1032,6 @@ async fn population(
     if let Some(org_id) = org_id {
         crate::db::only_under(db, &mut sql, &scope.reach("grading.manage"), org_id).await?;
     }
-    let (first, last_id): (Option<i64>, Option<i64>) =
-        Sql::new("SELECT MIN(id), MAX(id) FROM customers")
-            .fetch_one(&mut *tx)
-            .await?;
-    // the ranges are parsed on a thread of their own while the database reads the next ones
-    let (send, mut ranges) = tokio::sync::mpsc::channel::<(i64, String)>(2);
-    let parser = tokio::task::spawn_blocking(move || -> Result<Vec<InputRow>> {
-        let mut rows: Vec<InputRow> = Vec::new();
-        while let Some((lo, json)) = ranges.blocking_recv() {
-            let part: Vec<InputRow> = serde_json::from_str(&json).map_err(|e| {
-                StoreError::Database(sqlx::Error::Protocol(format!(
-                    "grading inputs of the customers from {lo}: {e}"
-                )))
-            })?;
-            rows.extend(part);
-        }
-        Ok(rows)
-    });
-    if let (Some(first), Some(last_id)) = (first, last_id) {
-        let mut lo = first;
-        while lo <= last_id {
-            let hi = lo.saturating_add(CUSTOMERS_PER_READ);
-            let mut chunk = sql.clone();
-            chunk
-                .push(" AND c.id >= ")
-                .arg(lo)
-                .push(" AND c.id < ")
-                .arg(hi);
-            let (json,): (Option<String>,) = chunk.fetch_one(&mut *tx).await?;
-            if let Some(json) = json {
-                if send.send((lo, json)).await.is_err() {
-                    // the parser stopped at a range it could not read: its error tells
-                    break;
-                }
-            }
-            lo = hi;
-        }
-    }
-    drop(send);
-    let mut rows = parser.await.expect("parsing inputs does not panic")?;
-    // in customer order, as results are written (already so: this only checks, in linear time)
-    rows.sort_by_key(|r| r.0);
     // last year's values of the same month, for lifecycle categories (usually a small table)
     let this = Period::parse("period", period)?;
     let last_year = Period {
@@ -1116,21 +1074,68 @@ async fn population(
             events.entry(c).or_default().insert(kind, n as u32);
         }
     }
+    let (first, last_id): (Option<i64>, Option<i64>) =
+        Sql::new("SELECT MIN(id), MAX(id) FROM customers")
+            .fetch_one(&mut *tx)
+            .await?;
+    // the ranges are parsed on a thread of their own while the database reads the next ones,
+    // straight into the members (room for every id: pages never written are never touched)
+    let room = match (first, last_id) {
+        (Some(first), Some(last_id)) => usize::try_from(last_id - first + 1).unwrap_or(0),
+        _ => 0,
+    };
+    let (send, mut ranges) = tokio::sync::mpsc::channel::<(i64, String)>(2);
+    let parser = tokio::task::spawn_blocking(move || -> Result<Vec<Member>> {
+        let mut members: Vec<Member> = Vec::with_capacity(room);
+        while let Some((lo, json)) = ranges.blocking_recv() {
+            let part: Vec<InputRow> = serde_json::from_str(&json).map_err(|e| {
+                StoreError::Database(sqlx::Error::Protocol(format!(
+                    "grading inputs of the customers from {lo}: {e}"
+                )))
+            })?;
+            members.extend(
+                part.into_iter()
+                    .map(|(customer_id, segment, created_at, values)| Member {
+                        customer_id,
+                        segment,
+                        created_at,
+                        last_year: last.remove(&customer_id),
+                        star_override: overrides.remove(&customer_id),
+                        inputs: Inputs {
+                            values: values.unwrap_or_default(),
+                            events: events.remove(&customer_id).unwrap_or_default(),
+                        },
+                    }),
+            );
+        }
+        Ok(members)
+    });
+    if let (Some(first), Some(last_id)) = (first, last_id) {
+        let mut lo = first;
+        while lo <= last_id {
+            let hi = lo.saturating_add(CUSTOMERS_PER_READ);
+            let mut chunk = sql.clone();
+            chunk
+                .push(" AND c.id >= ")
+                .arg(lo)
+                .push(" AND c.id < ")
+                .arg(hi);
+            let (json,): (Option<String>,) = chunk.fetch_one(&mut *tx).await?;
+            if let Some(json) = json {
+                if send.send((lo, json)).await.is_err() {
+                    // the parser stopped at a range it could not read: its error tells
+                    break;
+                }
+            }
+            lo = hi;
+        }
+    }
+    drop(send);
+    let mut members = parser.await.expect("parsing inputs does not panic")?;
     tx.commit().await?;
-    Ok(rows
-        .into_iter()
-        .map(|(customer_id, segment, created_at, values)| Member {
-            customer_id,
-            segment,
-            created_at,
-            last_year: last.remove(&customer_id),
-            star_override: overrides.remove(&customer_id),
-            inputs: Inputs {
-                values: values.unwrap_or_default(),
-                events: events.remove(&customer_id).unwrap_or_default(),
-            },
-        })
-        .collect())
+    // in customer order, as results are written (already so: this only checks, in linear time)
+    members.sort_unstable_by_key(|m| m.customer_id);
+    Ok(members)
 }
 
 /// A customer's ABC class and business scale tier, by code.
@@ -1218,7 +1223,9 @@ fn results_statement(
         }
         let s = scorer.score(&m.inputs);
         let (lifecycle, stars) = standing_rules.of(m);
-        let _ = write!(text, "({run_id}, {}, {:?}, ", m.customer_id, s.score);
+        let _ = write!(text, "({run_id}, {}, ", m.customer_id);
+        rules::push_json_number(&mut text, s.score);
+        text.push_str(", ");
         push_quoted(&mut text, &s.grade);
         code(&mut text, *abc);
         code(&mut text, *scale_tier);
