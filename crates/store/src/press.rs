@@ -150,10 +150,21 @@ pub struct Presses {
 }
 
 impl Presses {
-    /// Starts the writer task; it ends when the last handle is dropped, after the presses queued.
+    /// Starts the writer; it ends when the last handle is dropped, after the presses queued.
+    ///
+    /// The writer has a thread and runtime of its own: on the server's runtime, each of a batch's
+    /// dozen statements woke it behind hundreds of request tasks, and that queueing was a large
+    /// part of a batch's time, which every press of the next batch waits for.
     pub fn start(db: Db) -> Presses {
         let (queue, jobs) = mpsc::channel(8 * MAX_BATCH);
-        tokio::spawn(writer(db, jobs));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the press writer");
+        std::thread::Builder::new()
+            .name("press-writer".into())
+            .spawn(move || runtime.block_on(writer(db, jobs)))
+            .expect("a thread for the press writer");
         Presses { queue }
     }
 
