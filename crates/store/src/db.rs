@@ -137,11 +137,26 @@ impl Db {
     /// one that reads first could not upgrade while another writer commits, and would fail instead of waiting.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => self.pool.begin_with(BEGIN_WRITE).await?,
             Backend::Postgres => self.pool.begin().await?,
         })
     }
+
+    /// [`Db::begin`] on a connection the caller holds.
+    pub async fn begin_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> Result<sqlx::Transaction<'c, Any>> {
+        use sqlx::Connection;
+        Ok(match self.backend {
+            Backend::Sqlite => conn.begin_with(BEGIN_WRITE).await?,
+            Backend::Postgres => conn.begin().await?,
+        })
+    }
 }
+
+/// How a SQLite write transaction begins (see [`Db::begin`]).
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 fn sqlite_file(url: &str) -> Option<String> {
     let rest = url

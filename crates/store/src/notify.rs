@@ -112,7 +112,7 @@ fn channel_kind(c: &Channel) -> &'static str {
 /// Queues a negative-rating alert for every channel in force at the org, in the caller's
 /// transaction: the alert exists exactly when the rating does. Returns how many were queued.
 pub(crate) async fn enqueue_negative(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     org_id: i64,
     channels: &[Channel],
     alert: &NegativeAlert,

@@ -18,7 +18,8 @@ use keping_domain::stats::local_parts;
 use keping_domain::validate::{self, Invalid};
 use keping_domain::{now_millis, Millis};
 use serde::Serialize;
-use sqlx::{Any, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Transaction};
 use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
@@ -191,11 +192,12 @@ impl Presses {
 
 async fn writer(db: Db, mut queue: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut held = None;
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (requests, replies): (Vec<Request>, Vec<_>) =
             jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
         let started = std::time::Instant::now();
-        let recorded = record(&db, &requests).await;
+        let recorded = record_held(&db, &mut held, &requests).await;
         tracing::debug!(
             presses = requests.len(),
             ms = started.elapsed().as_secs_f64() * 1e3,
@@ -212,7 +214,8 @@ async fn writer(db: Db, mut queue: mpsc::Receiver<Job>) {
             Err(e) if requests.len() > 1 => {
                 tracing::warn!(error = %e, presses = requests.len(), "press batch failed; recording one by one");
                 for (request, reply) in requests.into_iter().zip(replies) {
-                    let outcome = match record(&db, std::slice::from_ref(&request)).await {
+                    let one = record_held(&db, &mut held, std::slice::from_ref(&request)).await;
+                    let outcome = match one {
                         Ok(mut one) => one.pop().expect("one outcome per press"),
                         Err(e) => Err(e),
                     };
@@ -265,9 +268,33 @@ struct StoredPress {
     rating_id: Option<i64>,
 }
 
+/// [`record`] on the writer's own connection, kept from batch to batch: SQLite empties a
+/// connection's page cache whenever another connection has written since its last transaction,
+/// and the pool hands its connections out in turn, so every batch started with a cold cache.
+/// A batch that fails lets its connection go (it may be broken); the next one takes another.
+async fn record_held(
+    db: &Db,
+    held: &mut Option<PoolConnection<Any>>,
+    requests: &[Request],
+) -> Result<Vec<Result<PressOutcome>>> {
+    let conn = match held {
+        Some(conn) => conn,
+        None => held.insert(db.pool.acquire().await?),
+    };
+    let recorded = record(db, conn, requests).await;
+    if recorded.is_err() {
+        *held = None;
+    }
+    recorded
+}
+
 /// Records a batch in one transaction. The outer error means nothing was written.
-async fn record(db: &Db, requests: &[Request]) -> Result<Vec<Result<PressOutcome>>> {
-    let mut tx = db.begin().await?;
+async fn record(
+    db: &Db,
+    conn: &mut AnyConnection,
+    requests: &[Request],
+) -> Result<Vec<Result<PressOutcome>>> {
+    let mut tx = db.begin_on(conn).await?;
     if db.backend == Backend::Postgres {
         // one window's presses, Starts and Ends are serialised across connections and instances;
         // in id order, so two batches never wait for each other in a circle
@@ -510,7 +537,7 @@ fn option_for(settings: &EvaluationSettings, key: &str) -> Result<RatingOption> 
 }
 
 async fn stored_presses(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     backend: Backend,
     requests: &[Request],
 ) -> Result<HashMap<(i64, String), StoredPress>> {
@@ -535,7 +562,7 @@ async fn stored_presses(
 }
 
 async fn insert_presses(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     backend: Backend,
     requests: &[Request],
     plans: &mut [Plan],
@@ -591,7 +618,7 @@ async fn insert_presses(
 }
 
 async fn insert_ratings(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     backend: Backend,
     requests: &[Request],
     plans: &mut [Plan],
@@ -689,7 +716,7 @@ async fn insert_ratings(
 /// Negative ratings open follow-ups for their outlets and queue their alerts, for the whole batch
 /// in a handful of statements.
 async fn open_follow_ups(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     backend: Backend,
     requests: &[Request],
     plans: &mut [Plan],
@@ -798,7 +825,7 @@ async fn open_follow_ups(
 /// to and including itself: the day's roll-ups before this batch, plus the batch's own ratings
 /// in order.
 async fn todays_figures(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     backend: Backend,
     requests: &[Request],
     plans: &[Plan],
@@ -910,7 +937,7 @@ impl WindowAt {
 
 /// Reads, in one query, each asked window `(ask, window_id, t, press interval ms)` at its moment.
 async fn windows_at(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     backend: Backend,
     asks: &[(usize, i64, Millis, Millis)],
 ) -> Result<HashMap<usize, WindowAt>> {
@@ -949,7 +976,7 @@ async fn windows_at(
 
 /// The window's situation at `t`, for a terminal's state.
 pub(crate) async fn prompt_state(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     backend: Backend,
     window_id: i64,
     t: Millis,

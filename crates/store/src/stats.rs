@@ -356,7 +356,7 @@ impl Rollup {
     }
 
     /// Adds the cells to the table (one statement per 50 cells), inside the caller's transaction.
-    pub async fn write(&self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<()> {
+    pub async fn write(&self, tx: &mut Transaction<'_, Any>, backend: Backend) -> Result<()> {
         use std::fmt::Write;
         let cells: Vec<_> = self.cells.iter().collect();
         let cols = figure_columns();
