@@ -198,17 +198,21 @@ async fn write_batch(
         }
         sql.execute(&mut *tx).await?;
     }
-    for (table, pairs) in [
-        ("customer_terms (term, customer_id)", &terms),
-        ("customer_phones (digits, customer_id)", &phones),
+    for (table, pairs, parted) in [
+        ("customer_terms (term, customer_id, part)", &terms, true),
+        ("customer_phones (digits, customer_id)", &phones, false),
     ] {
-        for chunk in pairs.chunks(5000) {
+        for chunk in pairs.chunks(4000) {
             let mut sql = bulk(db, &format!("INSERT INTO {table} VALUES "));
             for (i, (t, id)) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
-                sql.push("(").arg(t.as_str()).push(", ").arg(*id).push(")");
+                sql.push("(").arg(t.as_str()).push(", ").arg(*id);
+                if parted {
+                    sql.push(", ").arg(rules::term_part(*id));
+                }
+                sql.push(")");
             }
             sql.push(" ON CONFLICT DO NOTHING");
             sql.execute(&mut *tx).await?;

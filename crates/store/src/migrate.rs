@@ -67,6 +67,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "clustered_tables",
         include_str!("../migrations/0016_clustered_tables.sql"),
     ),
+    (
+        17,
+        "term_parts",
+        include_str!("../migrations/0017_term_parts.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

@@ -18,6 +18,7 @@ both!(
     import_dry_run_undo_and_gbk,
     import_progress_is_followed,
     large_import_is_searchable,
+    search_reads_the_term_parts_newest_first,
     export_imports_back_the_same,
     caller_id_reaches_the_agent,
     customer_pages,
@@ -1062,6 +1063,105 @@ async fn large_import_is_searchable(app: TestApp) {
     assert_eq!(
         outcome["duplicates"][0]["reason"], "same_phone",
         "{outcome}"
+    );
+}
+
+/// Moves the customer id sequence on, so that the next customer is `next_id`.
+async fn skip_customer_ids(app: &TestApp, next_id: i64) {
+    let db = keping_store::Db::open(app.config.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let sql = match app.backend {
+        Backend::Sqlite => {
+            format!(
+                "UPDATE sqlite_sequence SET seq = {} WHERE name = 'customers'",
+                next_id - 1
+            )
+        }
+        Backend::Postgres => format!(
+            "SELECT setval(pg_get_serial_sequence('customers', 'id'), {})",
+            next_id - 1
+        ),
+    };
+    keping_store::Sql::new(&sql)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db.pool.close().await;
+}
+
+/// Search terms live in parts of 32,768 customer ids and a search newest first reads them newest
+/// part first, a few parts at a time: matches spread over parts come back whole, in order, and
+/// page by page, in every order.
+async fn search_reads_the_term_parts_newest_first(app: TestApp) {
+    let admin = &app.admin_token;
+    let part = 1i64 << keping_domain::customers::TERM_PART_BITS;
+    let mut ids = Vec::new();
+    for (name, next_id) in [
+        ("分段客户甲", None),
+        ("分段客户乙", Some(3 * part - 1)),
+        ("分段客户丙", None),
+        ("不相干的客户", None),
+        ("分段客户丁", Some(12 * part + 5)),
+    ] {
+        if let Some(next) = next_id {
+            skip_customer_ids(&app, next).await;
+        }
+        let created = create(&app, admin, json!({"name": name})).await;
+        ids.push(created["id"].as_i64().unwrap());
+    }
+    // parts 0, 2, 3 and 12: the windows read are 12-11, 10-3 and 2-0
+    assert_eq!(ids[1], 3 * part - 1);
+    assert_eq!(ids[2], 3 * part);
+    assert_eq!(ids[4], 12 * part + 5);
+    let newest_first = ["分段客户丁", "分段客户丙", "分段客户乙", "分段客户甲"];
+    assert_eq!(
+        names(&app, admin, &format!("q={}", enc("分段"))).await,
+        newest_first
+    );
+    assert_eq!(names(&app, admin, "q=fdkh").await, newest_first);
+    // two at a time: the second page starts in an older window
+    let (status, first) = app
+        .get(
+            &format!("/api/v1/customers?limit=2&q={}", enc("分段")),
+            admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let page_names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(page_names(&first), ["分段客户丁", "分段客户丙"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (status, second) = app
+        .get(
+            &format!(
+                "/api/v1/customers?limit=2&q={}&cursor={}",
+                enc("分段"),
+                enc(cursor)
+            ),
+            admin,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(page_names(&second), ["分段客户乙", "分段客户甲"]);
+    assert!(second["next_cursor"].is_null(), "{second}");
+    // by name: every part at once
+    let mut by_name = newest_first.map(String::from).to_vec();
+    by_name.sort();
+    assert_eq!(
+        names(&app, admin, &format!("q={}&sort=name", enc("分段"))).await,
+        by_name
+    );
+    // a word of one customer only, in the oldest part
+    assert_eq!(
+        names(&app, admin, &format!("q={}", enc("客户甲"))).await,
+        ["分段客户甲"]
     );
 }
 

@@ -1066,12 +1066,26 @@ struct IndexRows {
 impl IndexRows {
     /// Writes the rows waiting, in index order, and empties the lists.
     async fn write(&mut self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<()> {
-        for (into, values) in [
-            ("customer_tags (tag, customer_id)", &mut self.tags),
-            ("customer_terms (term, customer_id)", &mut self.terms),
-            ("customer_phones (digits, customer_id)", &mut self.phones),
+        for (into, values, parted) in [
+            ("customer_tags (tag, customer_id)", &mut self.tags, false),
+            (
+                "customer_terms (term, customer_id, part)",
+                &mut self.terms,
+                true,
+            ),
+            (
+                "customer_phones (digits, customer_id)",
+                &mut self.phones,
+                false,
+            ),
         ] {
-            values.sort_unstable();
+            if parted {
+                values.sort_unstable_by(|a, b| {
+                    (rules::term_part(a.1), &a.0, a.1).cmp(&(rules::term_part(b.1), &b.0, b.1))
+                });
+            } else {
+                values.sort_unstable();
+            }
             // values written into the text (terms, tags and phones come from validated text)
             for chunk in values.chunks(2000) {
                 let mut text = format!("INSERT INTO {into} VALUES ");
@@ -1083,6 +1097,10 @@ impl IndexRows {
                     push_quoted(&mut text, v);
                     text.push_str(", ");
                     text.push_str(&id.to_string());
+                    if parted {
+                        text.push_str(", ");
+                        text.push_str(&rules::term_part(*id).to_string());
+                    }
                     text.push(')');
                 }
                 Sql::bulk(backend, &text).execute(&mut **tx).await?;

@@ -635,34 +635,39 @@ async fn index(tx: &mut Transaction<'static, Any>, customer_id: i64) -> Result<(
         .await?;
     insert_pairs(
         tx,
-        "customer_terms (term, customer_id)",
+        "customer_terms (term, customer_id, part)",
         &terms,
-        customer_id,
+        &[customer_id, rules::term_part(customer_id)],
     )
     .await?;
     insert_pairs(
         tx,
         "customer_phones (digits, customer_id)",
         &phones,
-        customer_id,
+        &[customer_id],
     )
     .await
 }
 
-/// Inserts (value, customer_id) rows, a few hundred per statement.
+/// Inserts (value, tail…) rows, a few hundred per statement: one customer's index rows, the
+/// tail being its id (and the term part).
 async fn insert_pairs(
     tx: &mut Transaction<'static, Any>,
     into: &str,
     values: &[String],
-    customer_id: i64,
+    tail: &[i64],
 ) -> Result<()> {
-    for chunk in values.chunks(400) {
+    for chunk in values.chunks(300) {
         let mut sql = Sql::new(&format!("INSERT INTO {into} VALUES "));
         for (i, v) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
             }
-            sql.push("(").arg(v).push(", ").arg(customer_id).push(")");
+            sql.push("(").arg(v);
+            for t in tail {
+                sql.push(", ").arg(*t);
+            }
+            sql.push(")");
         }
         sql.execute(&mut **tx).await?;
     }
@@ -678,7 +683,7 @@ async fn set_tags(
         .arg(customer_id)
         .execute(&mut **tx)
         .await?;
-    insert_pairs(tx, "customer_tags (tag, customer_id)", tags, customer_id).await
+    insert_pairs(tx, "customer_tags (tag, customer_id)", tags, &[customer_id]).await
 }
 
 // ---------------------------------------------------------------- custom fields
@@ -970,7 +975,7 @@ async fn insert(
         contact_values(&mut sql, c);
         sql.push(")").execute(&mut **tx).await?;
     }
-    insert_pairs(tx, "customer_tags (tag, customer_id)", &f.tags, id).await?;
+    insert_pairs(tx, "customer_tags (tag, customer_id)", &f.tags, &[id]).await?;
     index(tx, id).await?;
     Ok(id)
 }
@@ -1178,9 +1183,6 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> Result<Page<Customer>> {
     require(scope, "customer.view")?;
-    let mut sql = Sql::new(&format!("{CUSTOMER_SELECT} WHERE "));
-    reachable(&mut sql, scope, "customer.view");
-    push_filter(db, scope, &mut sql, filter).await?;
     let after = crate::db::decode_cursor(cursor)?;
     let bad_cursor = || -> StoreError {
         Invalid::new(
@@ -1200,38 +1202,77 @@ pub async fn list(
         }
         None => (None, None),
     };
-    match (filter.sort, value, after_id) {
-        (Sort::Newest, _, Some(id)) => {
-            sql.push(" AND c.id < ").arg(id);
+    let search = filter.q.as_deref().and_then(rules::search_query);
+    // A search newest first reads the parts of the term index (ranges of ids) newest first and
+    // stops once the page is full, so a common word costs the newest parts only; other orders
+    // need every match.
+    let windows: Vec<Vec<i64>> = match &search {
+        None => vec![Vec::new()],
+        Some(_) => {
+            let last_id = match (filter.sort, after_id) {
+                (Sort::Newest, Some(id)) => id,
+                _ => {
+                    Sql::new("SELECT COALESCE(MAX(id), 0) FROM customers")
+                        .fetch_i64(&db.pool)
+                        .await?
+                }
+            };
+            let mut parts: Vec<i64> = (0..=rules::term_part(last_id)).rev().collect();
+            if filter.sort == Sort::Newest {
+                let mut windows = Vec::new();
+                for size in [2, 8] {
+                    let rest = parts.split_off(size.min(parts.len()));
+                    windows.push(std::mem::replace(&mut parts, rest));
+                }
+                windows.push(parts);
+                windows.retain(|w| !w.is_empty());
+                windows
+            } else {
+                vec![parts]
+            }
         }
-        (Sort::Name, Some(v), Some(id)) => {
-            sql.push(" AND (c.name > ")
-                .arg(v.clone())
-                .push(" OR (c.name = ")
-                .arg(v)
-                .push(" AND c.id > ")
-                .arg(id)
-                .push("))");
+    };
+    let mut rows: Vec<CustomerRow> = Vec::new();
+    for parts in &windows {
+        let mut sql = Sql::new(&format!("{CUSTOMER_SELECT} WHERE "));
+        reachable(&mut sql, scope, "customer.view");
+        push_filter(db, scope, &mut sql, filter, search.as_ref(), parts).await?;
+        match (filter.sort, &value, after_id) {
+            (Sort::Newest, _, Some(id)) => {
+                sql.push(" AND c.id < ").arg(id);
+            }
+            (Sort::Name, Some(v), Some(id)) => {
+                sql.push(" AND (c.name > ")
+                    .arg(v.clone())
+                    .push(" OR (c.name = ")
+                    .arg(v.clone())
+                    .push(" AND c.id > ")
+                    .arg(id)
+                    .push("))");
+            }
+            (Sort::Updated, Some(v), Some(id)) => {
+                let v: i64 = v.parse().map_err(|_| bad_cursor())?;
+                sql.push(" AND (c.updated_at < ")
+                    .arg(v)
+                    .push(" OR (c.updated_at = ")
+                    .arg(v)
+                    .push(" AND c.id < ")
+                    .arg(id)
+                    .push("))");
+            }
+            _ => {}
         }
-        (Sort::Updated, Some(v), Some(id)) => {
-            let v: i64 = v.parse().map_err(|_| bad_cursor())?;
-            sql.push(" AND (c.updated_at < ")
-                .arg(v)
-                .push(" OR (c.updated_at = ")
-                .arg(v)
-                .push(" AND c.id < ")
-                .arg(id)
-                .push("))");
+        sql.push(match filter.sort {
+            Sort::Newest => " ORDER BY c.id DESC",
+            Sort::Name => " ORDER BY c.name, c.id",
+            Sort::Updated => " ORDER BY c.updated_at DESC, c.id DESC",
+        });
+        sql.push(" LIMIT ").arg(limit + 1 - rows.len() as i64);
+        rows.extend(sql.fetch_all::<CustomerRow, _>(&db.pool).await?);
+        if rows.len() as i64 > limit {
+            break;
         }
-        _ => {}
     }
-    sql.push(match filter.sort {
-        Sort::Newest => " ORDER BY c.id DESC",
-        Sort::Name => " ORDER BY c.name, c.id",
-        Sort::Updated => " ORDER BY c.updated_at DESC, c.id DESC",
-    });
-    sql.push(" LIMIT ").arg(limit + 1);
-    let rows: Vec<CustomerRow> = sql.fetch_all(&db.pool).await?;
     let sort = filter.sort;
     let page = Page::from_rows(rows, limit, |r: &CustomerRow| match sort {
         Sort::Newest => format!("|{}", r.id),
@@ -1260,24 +1301,35 @@ pub async fn list(
     })
 }
 
-async fn push_filter(db: &Db, scope: &Scope, sql: &mut Sql, f: &CustomerFilter) -> Result<()> {
+/// Appends the filter's conditions; a search looks its term range up in the given parts of the
+/// term index.
+async fn push_filter(
+    db: &Db,
+    scope: &Scope,
+    sql: &mut Sql,
+    f: &CustomerFilter,
+    search: Option<&(String, Option<String>)>,
+    term_parts: &[i64],
+) -> Result<()> {
     if let Some(g) = f.grade.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
         require(scope, "grading.view")?;
         sql.push(" AND EXISTS (SELECT 1 FROM grade_results g WHERE g.customer_id = c.id AND g.grade = ")
             .arg(g)
             .push(" AND g.run_id = (SELECT MAX(l.run_id) FROM grade_results l WHERE l.customer_id = c.id))");
     }
-    if let Some((prefix, full)) = f.q.as_deref().and_then(rules::search_query) {
+    if let Some((prefix, full)) = search {
         let mut hi = prefix.clone();
         hi.push(char::MAX);
-        sql.push(" AND c.id IN (SELECT t.customer_id FROM customer_terms t WHERE t.term >= ")
-            .arg(prefix)
+        sql.push(" AND c.id IN (SELECT t.customer_id FROM customer_terms t WHERE ")
+            .in_ids("t.part", term_parts)
+            .push(" AND t.term >= ")
+            .arg(prefix.as_str())
             .push(" AND t.term < ")
             .arg(hi)
             .push(")");
         if let Some(full) = full {
             sql.push(" AND c.search_text LIKE ")
-                .arg(format!("%{}%", like_escape(&full)))
+                .arg(format!("%{}%", like_escape(full)))
                 .push(" ESCAPE '\\'");
         }
     }
