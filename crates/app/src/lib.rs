@@ -20,12 +20,14 @@ use tokio::net::TcpListener;
 /// Connects, migrates and makes sure an administrator exists. Returns the state and, when the
 /// administrator was created now with a generated password, that password (to show once).
 pub async fn prepare(config: &Config) -> anyhow::Result<(AppState, Option<String>)> {
-    let db = Db::connect(&config.database_url()).await.with_context(|| {
-        format!(
-            "cannot open the database {}",
-            config.database_url_for_display()
-        )
-    })?;
+    let db = Db::connect_serving(&config.database_url())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                config.database_url_for_display()
+            )
+        })?;
     let (password, generated) = match &config.admin_password {
         Some(p) => {
             keping_domain::validate::password("KEPING_ADMIN_PASSWORD", p)
@@ -106,6 +108,7 @@ pub async fn start(state: AppState, config: &Config) -> anyhow::Result<Running> 
         mailer,
     };
     let mut workers = vec![
+        tokio::spawn(state.db.clone().checkpoint_loop(workers_stopped.clone())),
         tokio::spawn(outbox.run(workers_stopped.clone())),
         tokio::spawn(housekeeping(state.db.clone(), workers_stopped.clone())),
         tokio::spawn(data_worker(state.db.clone(), workers_stopped.clone())),

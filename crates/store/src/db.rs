@@ -48,8 +48,42 @@ impl Db {
         Ok(db)
     }
 
+    /// Connects and migrates for a server that runs [`Db::checkpoint_loop`]: on SQLite a commit
+    /// then leaves the copying of the WAL into the database to that loop instead of doing it
+    /// before it answers.
+    pub async fn connect_serving(url: &str) -> Result<Db> {
+        let db = Db::open_with(url, SERVING_AUTOCHECKPOINT).await?;
+        migrate::run(&db).await?;
+        Ok(db)
+    }
+
     /// Connects without migrating (a backup being restored migrates step by step).
     pub async fn open(url: &str) -> Result<Db> {
+        Db::open_with(url, AUTOCHECKPOINT).await
+    }
+
+    /// Copies the SQLite WAL into the database in the background, once a second, until `stop`
+    /// changes (nothing on PostgreSQL). A passive checkpoint waits for no one: readers and the
+    /// writer go on while it copies.
+    pub async fn checkpoint_loop(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    }
+
+    async fn open_with(url: &str, autocheckpoint: i64) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
@@ -98,11 +132,9 @@ impl Db {
                         // pages are read through a memory map (up to SQLite's 2 GiB cap) rather than a system call and a
                         // copy each, which was a third of a large read's time
                         conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA mmap_size=2147418112;").await?;
-                        // a checkpoint every 64 MiB of WAL rather than SQLite's 4 MiB: under a stream of press batches
-                        // it ran after nearly every commit, copying and syncing the same hot pages each time; a page
-                        // cache of 16 MiB rather than 2 keeps those pages between transactions instead of reading them
-                        // back from the WAL
-                        conn.execute(format!("PRAGMA wal_autocheckpoint=16384; PRAGMA cache_size={PAGE_CACHE};").as_str()).await?;
+                        // a page cache of 16 MiB rather than 2 keeps hot pages between transactions instead of
+                        // reading them back from the WAL
+                        conn.execute(format!("PRAGMA wal_autocheckpoint={autocheckpoint}; PRAGMA cache_size={PAGE_CACHE};").as_str()).await?;
                     }
                     Ok(())
                 })
@@ -241,6 +273,15 @@ pub(crate) fn push_quoted(out: &mut String, text: &str) {
     }
     out.push('\'');
 }
+
+/// WAL pages after which the committing connection copies the WAL into the database: 64 MiB
+/// rather than SQLite's 4 MiB, which under a stream of press batches ran after nearly every commit,
+/// copying and syncing the same hot pages each time.
+const AUTOCHECKPOINT: i64 = 16_384;
+
+/// The same for a server, whose [`Db::checkpoint_loop`] does that work off the writers' path:
+/// 1 GiB, a backstop only (a large import's transaction alone can write a few hundred MiB).
+const SERVING_AUTOCHECKPOINT: i64 = 262_144;
 
 /// SQLite's page cache per connection, in KiB as the pragma reads negative sizes: 16 MiB.
 const PAGE_CACHE: i64 = -16_384;
