@@ -800,10 +800,12 @@ async fn run_import(
     let imported = import_rows(&mut tx, db.backend, scope, file, &opts, progress).await;
     restore_page_cache(&mut tx, db.backend).await?;
     let (out, checked_at) = imported?;
+    let committing = Instant::now();
     match out.import_id {
         None => tx.rollback().await?,
         Some(_) => tx.commit().await?,
     }
+    let commit_ms = committing.elapsed().as_millis();
     let checked_ms = (checked_at - started).as_millis();
     tracing::info!(
         rows = out.rows,
@@ -811,6 +813,7 @@ async fn run_import(
         read_ms,
         checked_ms = checked_ms - read_ms,
         written_ms = started.elapsed().as_millis() - checked_ms,
+        commit_ms,
         dry_run = opts.dry_run,
         "customer import"
     );
