@@ -42,7 +42,12 @@ async fn create(app: &TestApp, token: &str, body: Value) -> Value {
 async fn names(app: &TestApp, token: &str, query: &str) -> Vec<String> {
     let (status, body) = app.get(&format!("/api/v1/customers?{query}"), token).await;
     assert_eq!(status, StatusCode::OK, "{query}: {body}");
-    body["items"]
+    item_names(&body)
+}
+
+/// The names of a customer list page's items, in order.
+fn item_names(page: &Value) -> Vec<String> {
+    page["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -1128,15 +1133,7 @@ async fn search_reads_the_term_parts_newest_first(app: TestApp) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{first}");
-    let page_names = |page: &Value| -> Vec<String> {
-        page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(page_names(&first), ["分段客户丁", "分段客户丙"]);
+    assert_eq!(item_names(&first), ["分段客户丁", "分段客户丙"]);
     let cursor = first["next_cursor"].as_str().unwrap();
     let (status, second) = app
         .get(
@@ -1149,7 +1146,7 @@ async fn search_reads_the_term_parts_newest_first(app: TestApp) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{second}");
-    assert_eq!(page_names(&second), ["分段客户乙", "分段客户甲"]);
+    assert_eq!(item_names(&second), ["分段客户乙", "分段客户甲"]);
     assert!(second["next_cursor"].is_null(), "{second}");
     // by name: every part at once
     let mut by_name = newest_first.map(String::from).to_vec();

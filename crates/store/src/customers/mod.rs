@@ -1202,10 +1202,38 @@ pub async fn list(
         }
         None => (None, None),
     };
+    let mut sql = Sql::new(&format!("{CUSTOMER_SELECT} WHERE "));
+    reachable(&mut sql, scope, "customer.view");
+    push_filter(db, scope, &mut sql, filter).await?;
+    match (filter.sort, value, after_id) {
+        (Sort::Newest, _, Some(id)) => {
+            sql.push(" AND c.id < ").arg(id);
+        }
+        (Sort::Name, Some(v), Some(id)) => {
+            sql.push(" AND (c.name > ")
+                .arg(v.clone())
+                .push(" OR (c.name = ")
+                .arg(v)
+                .push(" AND c.id > ")
+                .arg(id)
+                .push("))");
+        }
+        (Sort::Updated, Some(v), Some(id)) => {
+            let v: i64 = v.parse().map_err(|_| bad_cursor())?;
+            sql.push(" AND (c.updated_at < ")
+                .arg(v)
+                .push(" OR (c.updated_at = ")
+                .arg(v)
+                .push(" AND c.id < ")
+                .arg(id)
+                .push("))");
+        }
+        _ => {}
+    }
     let search = filter.q.as_deref().and_then(rules::search_query);
     // A search newest first reads the parts of the term index (ranges of ids) newest first and
     // stops once the page is full, so a common word costs the newest parts only; other orders
-    // need every match.
+    // need every match. Without a search, one statement with no parts.
     let windows: Vec<Vec<i64>> = match &search {
         None => vec![Vec::new()],
         Some(_) => {
@@ -1232,42 +1260,20 @@ pub async fn list(
             }
         }
     };
+    let order = match filter.sort {
+        Sort::Newest => " ORDER BY c.id DESC",
+        Sort::Name => " ORDER BY c.name, c.id",
+        Sort::Updated => " ORDER BY c.updated_at DESC, c.id DESC",
+    };
     let mut rows: Vec<CustomerRow> = Vec::new();
     for parts in &windows {
-        let mut sql = Sql::new(&format!("{CUSTOMER_SELECT} WHERE "));
-        reachable(&mut sql, scope, "customer.view");
-        push_filter(db, scope, &mut sql, filter, search.as_ref(), parts).await?;
-        match (filter.sort, &value, after_id) {
-            (Sort::Newest, _, Some(id)) => {
-                sql.push(" AND c.id < ").arg(id);
-            }
-            (Sort::Name, Some(v), Some(id)) => {
-                sql.push(" AND (c.name > ")
-                    .arg(v.clone())
-                    .push(" OR (c.name = ")
-                    .arg(v.clone())
-                    .push(" AND c.id > ")
-                    .arg(id)
-                    .push("))");
-            }
-            (Sort::Updated, Some(v), Some(id)) => {
-                let v: i64 = v.parse().map_err(|_| bad_cursor())?;
-                sql.push(" AND (c.updated_at < ")
-                    .arg(v)
-                    .push(" OR (c.updated_at = ")
-                    .arg(v)
-                    .push(" AND c.id < ")
-                    .arg(id)
-                    .push("))");
-            }
-            _ => {}
+        let mut sql = sql.clone();
+        if let Some(search) = &search {
+            push_search(&mut sql, search, parts);
         }
-        sql.push(match filter.sort {
-            Sort::Newest => " ORDER BY c.id DESC",
-            Sort::Name => " ORDER BY c.name, c.id",
-            Sort::Updated => " ORDER BY c.updated_at DESC, c.id DESC",
-        });
-        sql.push(" LIMIT ").arg(limit + 1 - rows.len() as i64);
+        sql.push(order)
+            .push(" LIMIT ")
+            .arg(limit + 1 - rows.len() as i64);
         rows.extend(sql.fetch_all::<CustomerRow, _>(&db.pool).await?);
         if rows.len() as i64 > limit {
             break;
@@ -1301,37 +1307,32 @@ pub async fn list(
     })
 }
 
-/// Appends the filter's conditions; a search looks its term range up in the given parts of the
-/// term index.
-async fn push_filter(
-    db: &Db,
-    scope: &Scope,
-    sql: &mut Sql,
-    f: &CustomerFilter,
-    search: Option<&(String, Option<String>)>,
-    term_parts: &[i64],
-) -> Result<()> {
+/// Appends the search box's condition ([`rules::search_query`]'s prefix and full text), its term
+/// range looked up in the given parts of the term index.
+fn push_search(sql: &mut Sql, (prefix, full): &(String, Option<String>), term_parts: &[i64]) {
+    let mut hi = prefix.clone();
+    hi.push(char::MAX);
+    sql.push(" AND c.id IN (SELECT t.customer_id FROM customer_terms t WHERE ")
+        .in_ids("t.part", term_parts)
+        .push(" AND t.term >= ")
+        .arg(prefix.as_str())
+        .push(" AND t.term < ")
+        .arg(hi)
+        .push(")");
+    if let Some(full) = full {
+        sql.push(" AND c.search_text LIKE ")
+            .arg(format!("%{}%", like_escape(full)))
+            .push(" ESCAPE '\\'");
+    }
+}
+
+/// Appends the filter's conditions, but for the search box's (see [`push_search`]).
+async fn push_filter(db: &Db, scope: &Scope, sql: &mut Sql, f: &CustomerFilter) -> Result<()> {
     if let Some(g) = f.grade.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
         require(scope, "grading.view")?;
         sql.push(" AND EXISTS (SELECT 1 FROM grade_results g WHERE g.customer_id = c.id AND g.grade = ")
             .arg(g)
             .push(" AND g.run_id = (SELECT MAX(l.run_id) FROM grade_results l WHERE l.customer_id = c.id))");
-    }
-    if let Some((prefix, full)) = search {
-        let mut hi = prefix.clone();
-        hi.push(char::MAX);
-        sql.push(" AND c.id IN (SELECT t.customer_id FROM customer_terms t WHERE ")
-            .in_ids("t.part", term_parts)
-            .push(" AND t.term >= ")
-            .arg(prefix.as_str())
-            .push(" AND t.term < ")
-            .arg(hi)
-            .push(")");
-        if let Some(full) = full {
-            sql.push(" AND c.search_text LIKE ")
-                .arg(format!("%{}%", like_escape(full)))
-                .push(" ESCAPE '\\'");
-        }
     }
     if let Some(k) = &f.kind {
         sql.push(" AND c.kind = ")
