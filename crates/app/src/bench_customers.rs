@@ -19,6 +19,7 @@ pub struct CustomerBench {
     pub import_rows: usize,
     pub requests: usize,
     pub concurrency: usize,
+    pub seed_file: Option<std::path::PathBuf>,
 }
 
 const PASSWORD: &str = "bench-admin-pass";
@@ -223,6 +224,7 @@ async fn write_batch(
 }
 
 /// What the measured requests look for: a name part, a phone fragment, pinyin initials.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Probes {
     name_part: String,
     phone_part: String,
@@ -471,15 +473,40 @@ pub async fn customers(b: CustomerBench) -> anyhow::Result<()> {
         b.customers, b.contacts, b.requests, b.concurrency
     );
     let t = Instant::now();
-    let probes = {
-        let db = Db::connect(&url).await?;
-        keping_store::accounts::bootstrap(&db, &auth::hash_password(PASSWORD)).await?;
-        let p = seed_customers(&db, &b).await?;
-        Sql::new("ANALYZE").execute(&db.pool).await?;
-        db.pool.close().await;
-        p
+    let kept = match (&b.seed_file, &dir) {
+        (Some(file), Some(dir)) => Some((file, dir.join("keping.db"))),
+        (Some(_), None) => anyhow::bail!("--seed-file is for SQLite only"),
+        _ => None,
     };
-    println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+    let probes_file = kept
+        .as_ref()
+        .map(|(file, _)| file.with_extension("probes.json"));
+    let probes = match (&kept, &probes_file) {
+        (Some((file, db_file)), Some(probes_file)) if file.exists() => {
+            std::fs::copy(file, db_file)?;
+            let probes: Probes = serde_json::from_slice(&std::fs::read(probes_file)?)?;
+            // the kept file may be of an older schema
+            Db::connect(&url).await?.pool.close().await;
+            println!("copied the seeded {} in", file.display());
+            probes
+        }
+        _ => {
+            let db = Db::connect(&url).await?;
+            keping_store::accounts::bootstrap(&db, &auth::hash_password(PASSWORD)).await?;
+            let p = seed_customers(&db, &b).await?;
+            Sql::new("ANALYZE").execute(&db.pool).await?;
+            if let (Some((file, db_file)), Some(probes_file)) = (&kept, &probes_file) {
+                Sql::new("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&db.pool)
+                    .await?;
+                std::fs::copy(db_file, file)?;
+                std::fs::write(probes_file, serde_json::to_vec(&p)?)?;
+            }
+            db.pool.close().await;
+            println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+            p
+        }
+    };
 
     let (mut child, base) = server(&url, PASSWORD).await?;
     let pid = child.id().context("no child pid")?;

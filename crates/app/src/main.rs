@@ -202,6 +202,10 @@ enum Bench {
         requests: usize,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// SQLite only: a seeded database kept here and reused by the next run with the same file
+        /// (seeding a million customers takes minutes); seeded and saved when the file is absent.
+        #[arg(long)]
+        seed_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -424,6 +428,7 @@ async fn main() -> anyhow::Result<()> {
             import_rows,
             requests,
             concurrency,
+            seed_file,
         }) => {
             keping_app::bench_customers::customers(keping_app::bench_customers::CustomerBench {
                 database_url,
@@ -432,6 +437,7 @@ async fn main() -> anyhow::Result<()> {
                 import_rows,
                 requests,
                 concurrency: concurrency.max(1),
+                seed_file,
             })
             .await
         }

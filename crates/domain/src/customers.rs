@@ -385,18 +385,33 @@ pub fn search_terms(src: &SearchSource) -> Vec<String> {
     }
     let mut terms: Vec<String> = Vec::new();
     for (key, min) in keys {
-        let chars: Vec<char> = key.chars().collect();
-        for start in 0..chars.len() {
-            if chars.len() - start < min {
-                break;
-            }
-            let end = (start + MAX_TERM_CHARS).min(chars.len());
-            terms.push(chars[start..end].iter().collect());
-        }
+        push_suffixes(&mut terms, &key, min);
     }
     terms.sort();
     terms.dedup();
     terms
+}
+
+/// Every term a customer whose [`search_text`] is `text` can have in the index: the suffixes of
+/// each of its keys, phones' short ones too. A superset of [`search_terms`], found from the
+/// customer's row alone, so the index needs no second tree by customer to delete its terms.
+pub fn search_text_terms(text: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for key in text.split('\u{1}') {
+        push_suffixes(&mut terms, key, 1);
+    }
+    terms.sort();
+    terms.dedup();
+    terms
+}
+
+/// Pushes the suffixes of `key` at least `min` characters long, cut to [`MAX_TERM_CHARS`].
+fn push_suffixes(terms: &mut Vec<String>, key: &str, min: usize) {
+    let chars: Vec<char> = key.chars().collect();
+    for start in 0..(chars.len() + 1).saturating_sub(min) {
+        let end = (start + MAX_TERM_CHARS).min(chars.len());
+        terms.push(chars[start..end].iter().collect());
+    }
 }
 
 /// The full text a long query is checked against (keys joined by a separator no query contains).
@@ -767,6 +782,23 @@ mod tests {
             name_company_key(" 张 三", Some("ABC")),
             name_company_key("张三", Some("abc"))
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_customers_terms_are_found_from_its_search_text(
+            names in proptest::collection::vec("[张三李四王五北京科技有限公司abcXY 12-]{0,24}", 0..4),
+            phones in proptest::collection::vec("[0-9]{0,14}", 0..3),
+        ) {
+            let src = SearchSource {
+                names: names.iter().map(String::as_str).collect(),
+                phones: phones.iter().map(String::as_str).collect(),
+            };
+            let all = search_text_terms(&search_text(&src));
+            for t in search_terms(&src) {
+                proptest::prop_assert!(all.binary_search(&t).is_ok(), "{} missing from {:?}", t, all);
+            }
+        }
     }
 
     #[test]

@@ -72,6 +72,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "term_parts",
         include_str!("../migrations/0017_term_parts.sql"),
     ),
+    (
+        18,
+        "terms_without_customer_index",
+        include_str!("../migrations/0018_terms_without_customer_index.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

@@ -19,6 +19,7 @@ both!(
     import_progress_is_followed,
     large_import_is_searchable,
     search_reads_the_term_parts_newest_first,
+    search_terms_go_with_what_made_them,
     export_imports_back_the_same,
     caller_id_reaches_the_agent,
     customer_pages,
@@ -1159,6 +1160,128 @@ async fn search_reads_the_term_parts_newest_first(app: TestApp) {
     assert_eq!(
         names(&app, admin, &format!("q={}", enc("客户甲"))).await,
         ["分段客户甲"]
+    );
+}
+
+/// The number of search terms of one customer, or of all when None, read from the database.
+async fn term_count(app: &TestApp, customer_id: Option<i64>) -> i64 {
+    let db = keping_store::Db::open(app.config.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let mut sql = keping_store::Sql::new("SELECT COUNT(*) FROM customer_terms");
+    if let Some(id) = customer_id {
+        sql.push(" WHERE customer_id = ").arg(id);
+    }
+    let (count,): (i64,) = sql.fetch_one(&db.pool).await.unwrap();
+    db.pool.close().await;
+    count
+}
+
+/// The term index has no tree by customer: a customer's old terms are found from its search text
+/// when it changes or is merged away, and an import's by reading its parts when it is undone. No
+/// term outlives what it was made from.
+async fn search_terms_go_with_what_made_them(app: TestApp) {
+    let admin = &app.admin_token;
+    let changed = create(
+        &app,
+        admin,
+        json!({"name": "旧名称贸易", "phone": "13511112222", "company": "旧公司"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, contact) = app
+        .post(
+            &format!("/api/v1/customers/{changed}/contacts"),
+            admin,
+            json!({"name": "联系人老王", "mobile": "13733334444"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{contact}");
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/customers/{changed}"),
+            admin,
+            json!({"name": "新名称贸易", "company": "新公司", "phone": "13599998888"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for old in ["旧名称", "jmc", "旧公司", "11112222"] {
+        assert!(
+            names(&app, admin, &format!("q={}", enc(old)))
+                .await
+                .is_empty(),
+            "{old}"
+        );
+    }
+    for new in ["新名称", "xmc", "新公司", "99998888", "老王", "33334444"] {
+        assert_eq!(
+            names(&app, admin, &format!("q={}", enc(new))).await,
+            ["新名称贸易"],
+            "{new}"
+        );
+    }
+    // the same customer made afresh has exactly as many terms
+    let twin = create(
+        &app,
+        admin,
+        json!({"name": "新名称贸易", "company": "新公司", "phone": "13599998888"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, contact) = app
+        .post(
+            &format!("/api/v1/customers/{twin}/contacts"),
+            admin,
+            json!({"name": "联系人老王", "mobile": "13733334444"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{contact}");
+    let terms = term_count(&app, Some(changed)).await;
+    assert!(terms > 20, "{terms}");
+    assert_eq!(term_count(&app, Some(twin)).await, terms);
+    // merged away: the twin's terms go, the kept one's stay as they were
+    let (status, merged) = app
+        .post(
+            &format!("/api/v1/customers/{changed}/merge"),
+            admin,
+            json!({"merge_id": twin}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    assert_eq!(term_count(&app, Some(twin)).await, 0);
+    assert_eq!(term_count(&app, Some(changed)).await, terms);
+
+    // undone imports: a few customers (looked up one by one) and more than 4,096 of one part
+    // (the part read whole) leave the index as it was
+    let before = term_count(&app, None).await;
+    for rows in [3, 4200] {
+        let mut csv = String::from("客户名称,单位名称,联系人,手机\n");
+        for i in 0..rows {
+            csv.push_str(&format!(
+                "撤销客户{i:05},撤销单位{i},撤销联系人{i},136{i:08}\n"
+            ));
+        }
+        let (status, done) = upload(&app, admin, "撤销.csv", csv.into_bytes(), &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{done}");
+        assert_eq!(done["created"], rows, "{done}");
+        assert!(term_count(&app, None).await > before + 20 * rows as i64);
+        let (status, undone) = app
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/customers/imports/{}", done["import_id"]),
+                Some(admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{undone}");
+        assert_eq!(undone["removed"], rows, "{undone}");
+        assert_eq!(term_count(&app, None).await, before, "{rows} rows undone");
+    }
+    assert_eq!(
+        names(&app, admin, &format!("q={}", enc("新名称"))).await,
+        ["新名称贸易"]
     );
 }
 

@@ -6,8 +6,9 @@
 //! half-written.
 
 use super::{
-    check, contact_values, event, field_defs, org_within, push_field_values, reindex, require,
-    set_tags, ContactFields, CustomerFilter, CustomerInput, Fields, CONTACT_COLUMNS, FIELD_COLUMNS,
+    check, contact_values, delete_terms, event, field_defs, org_within, push_field_values, reindex,
+    require, set_tags, ContactFields, CustomerFilter, CustomerInput, Fields, CONTACT_COLUMNS,
+    FIELD_COLUMNS,
 };
 use crate::audit::{self, Changes, Entry};
 use crate::db::{enlarge_page_cache, push_quoted, restore_page_cache, Backend};
@@ -1089,8 +1090,9 @@ impl IndexRows {
             } else {
                 values.sort_unstable();
             }
-            // values written into the text (terms, tags and phones come from validated text)
-            for chunk in values.chunks(2000) {
+            // values written into the text (terms, tags and phones come from validated text);
+            // the next statement is written while the database runs this one
+            let mut statements = values.chunks(2000).map(|chunk| {
                 let mut text = format!("INSERT INTO {into} VALUES ");
                 for (i, (v, id)) in chunk.iter().enumerate() {
                     if i > 0 {
@@ -1106,7 +1108,14 @@ impl IndexRows {
                     }
                     text.push(')');
                 }
-                Sql::bulk(backend, &text).execute(&mut **tx).await?;
+                Sql::bulk(backend, &text)
+            });
+            let mut next = statements.next();
+            while let Some(sql) = next {
+                let (done, following) =
+                    tokio::join!(sql.execute(&mut **tx), async { statements.next() });
+                done?;
+                next = following;
             }
             values.clear();
         }
@@ -1368,6 +1377,7 @@ pub async fn undo_import(db: &Db, scope: &Scope, import_id: i64) -> Result<(usiz
         .fetch_all(&mut *tx)
         .await?;
     let ids: Vec<i64> = created.into_iter().map(|(id,)| id).collect();
+    delete_terms(&mut tx, &ids).await?;
     for chunk in ids.chunks(500) {
         Sql::new("UPDATE calls SET customer_id = NULL WHERE ")
             .in_ids("customer_id", chunk)
@@ -1379,7 +1389,6 @@ pub async fn undo_import(db: &Db, scope: &Scope, import_id: i64) -> Result<(usiz
             "customer_attachments",
             "customer_events",
             "customer_shares",
-            "customer_terms",
             "customer_phones",
             "customer_tags",
             "customer_import_updates",

@@ -585,13 +585,58 @@ async fn event(
 
 /// Rebuilds a customer's search terms and phone index from its row and its contacts.
 async fn reindex(tx: &mut Transaction<'static, Any>, customer_id: i64) -> Result<()> {
-    for table in ["customer_terms", "customer_phones"] {
-        Sql::new(&format!("DELETE FROM {table} WHERE customer_id = "))
-            .arg(customer_id)
+    delete_terms(tx, &[customer_id]).await?;
+    Sql::new("DELETE FROM customer_phones WHERE customer_id = ")
+        .arg(customer_id)
+        .execute(&mut **tx)
+        .await?;
+    index(tx, customer_id).await
+}
+
+/// Customers of one term part from which on their terms are deleted by reading the whole part
+/// (about two million terms) rather than looking each customer's terms up.
+const WHOLE_PART_DELETE: usize = 4_096;
+
+/// Deletes these customers' search terms; their rows must still hold the search text the terms
+/// were made from. The term index is kept by part and term only, so a customer's terms are
+/// looked up by the terms its search text can have, or, for many customers of one part, found by
+/// reading the part.
+async fn delete_terms(tx: &mut Transaction<'static, Any>, ids: &[i64]) -> Result<()> {
+    let mut by_part: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for id in ids {
+        by_part.entry(rules::term_part(*id)).or_default().push(*id);
+    }
+    for (part, ids) in by_part {
+        if ids.len() >= WHOLE_PART_DELETE {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            Sql::literal(&format!(
+                "DELETE FROM customer_terms WHERE part = {part} AND customer_id IN ({})",
+                list.join(", ")
+            ))
             .execute(&mut **tx)
             .await?;
+            continue;
+        }
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new("SELECT id, search_text FROM customers WHERE ");
+            sql.in_ids("id", chunk);
+            let texts: Vec<(i64, String)> = sql.fetch_all(&mut **tx).await?;
+            for (id, text) in texts {
+                let mut delete = format!(
+                    "DELETE FROM customer_terms WHERE part = {part} AND customer_id = {id} AND term IN ("
+                );
+                for (i, term) in rules::search_text_terms(&text).iter().enumerate() {
+                    if i > 0 {
+                        delete.push_str(", ");
+                    }
+                    crate::db::push_quoted(&mut delete, term);
+                }
+                delete.push(')');
+                Sql::literal(&delete).execute(&mut **tx).await?;
+            }
+        }
     }
-    index(tx, customer_id).await
+    Ok(())
 }
 
 /// Writes a customer's search terms and phone index (it has none yet).
@@ -2590,9 +2635,9 @@ pub async fn merge(db: &Db, scope: &Scope, keep: i64, other: i64) -> Result<Cust
         .push(")")
         .execute(&mut *tx)
         .await?;
+    delete_terms(&mut tx, &[other]).await?;
     for table in [
         "customer_shares",
-        "customer_terms",
         "customer_phones",
         "customer_tags",
         "customer_import_updates",
