@@ -18,6 +18,7 @@ pub use import::{
 pub use reminders::{reminders, Reminder, Reminders};
 
 use crate::audit::{self, Changes, Entry};
+use crate::db::Backend;
 use crate::{require, settings, Db, Page, Result, Sql, StoreError};
 use chrono::NaiveDate;
 use keping_domain::customers::{
@@ -1314,7 +1315,7 @@ pub async fn list(
     for parts in &windows {
         let mut sql = sql.clone();
         if let Some(search) = &search {
-            push_search(&mut sql, search, parts);
+            push_search(&mut sql, db.backend, search, parts);
         }
         sql.push(order)
             .push(" LIMIT ")
@@ -1353,17 +1354,33 @@ pub async fn list(
 }
 
 /// Appends the search box's condition ([`rules::search_query`]'s prefix and full text), its term
-/// range looked up in the given parts of the term index.
-fn push_search(sql: &mut Sql, (prefix, full): &(String, Option<String>), term_parts: &[i64]) {
+/// range looked up in the given parts of the term index. PostgreSQL is handed the matches as an
+/// array: with `IN (SELECT …)` it planned a merge join that walked customers newest first until
+/// enough matched (400,000 rows for a rare word among old customers, 0.5 s); with the array it
+/// looks the matches up by id.
+fn push_search(
+    sql: &mut Sql,
+    backend: Backend,
+    (prefix, full): &(String, Option<String>),
+    term_parts: &[i64],
+) {
     let mut hi = prefix.clone();
     hi.push(char::MAX);
-    sql.push(" AND c.id IN (SELECT t.customer_id FROM customer_terms t WHERE ")
-        .in_ids("t.part", term_parts)
-        .push(" AND t.term >= ")
-        .arg(prefix.as_str())
-        .push(" AND t.term < ")
-        .arg(hi)
-        .push(")");
+    sql.push(match backend {
+        Backend::Sqlite => " AND c.id IN (SELECT t.customer_id FROM customer_terms t WHERE ",
+        Backend::Postgres => {
+            " AND c.id = ANY(ARRAY(SELECT t.customer_id FROM customer_terms t WHERE "
+        }
+    })
+    .in_ids("t.part", term_parts)
+    .push(" AND t.term >= ")
+    .arg(prefix.as_str())
+    .push(" AND t.term < ")
+    .arg(hi)
+    .push(match backend {
+        Backend::Sqlite => ")",
+        Backend::Postgres => "))",
+    });
     if let Some(full) = full {
         sql.push(" AND c.search_text LIKE ")
             .arg(format!("%{}%", like_escape(full)))
