@@ -1177,27 +1177,34 @@ async fn term_count(app: &TestApp, customer_id: Option<i64>) -> i64 {
     count
 }
 
+/// Creates a customer with one contact, as the administrator; answers its id.
+async fn create_with_contact(app: &TestApp, customer: Value, contact: &Value) -> i64 {
+    let id = create(app, &app.admin_token, customer).await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/customers/{id}/contacts"),
+            &app.admin_token,
+            contact.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    id
+}
+
 /// The term index has no tree by customer: a customer's old terms are found from its search text
 /// when it changes or is merged away, and an import's by reading its parts when it is undone. No
 /// term outlives what it was made from.
 async fn search_terms_go_with_what_made_them(app: TestApp) {
     let admin = &app.admin_token;
-    let changed = create(
+    let contact = json!({"name": "联系人老王", "mobile": "13733334444"});
+    let changed = create_with_contact(
         &app,
-        admin,
         json!({"name": "旧名称贸易", "phone": "13511112222", "company": "旧公司"}),
+        &contact,
     )
-    .await["id"]
-        .as_i64()
-        .unwrap();
-    let (status, contact) = app
-        .post(
-            &format!("/api/v1/customers/{changed}/contacts"),
-            admin,
-            json!({"name": "联系人老王", "mobile": "13733334444"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{contact}");
+    .await;
     let (status, body) = app
         .patch(
             &format!("/api/v1/customers/{changed}"),
@@ -1222,22 +1229,12 @@ async fn search_terms_go_with_what_made_them(app: TestApp) {
         );
     }
     // the same customer made afresh has exactly as many terms
-    let twin = create(
+    let twin = create_with_contact(
         &app,
-        admin,
         json!({"name": "新名称贸易", "company": "新公司", "phone": "13599998888"}),
+        &contact,
     )
-    .await["id"]
-        .as_i64()
-        .unwrap();
-    let (status, contact) = app
-        .post(
-            &format!("/api/v1/customers/{twin}/contacts"),
-            admin,
-            json!({"name": "联系人老王", "mobile": "13733334444"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{contact}");
+    .await;
     let terms = term_count(&app, Some(changed)).await;
     assert!(terms > 20, "{terms}");
     assert_eq!(term_count(&app, Some(twin)).await, terms);
@@ -1252,6 +1249,20 @@ async fn search_terms_go_with_what_made_them(app: TestApp) {
     assert_eq!(status, StatusCode::OK, "{merged}");
     assert_eq!(term_count(&app, Some(twin)).await, 0);
     assert_eq!(term_count(&app, Some(changed)).await, terms);
+
+    // a name of punctuation only has no terms at all, and still changes
+    let bare = create(&app, admin, json!({"name": "（-）"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/customers/{bare}"),
+            admin,
+            json!({"name": "·-·"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(term_count(&app, Some(bare)).await, 0);
 
     // undone imports: a few customers (looked up one by one) and more than 4,096 of one part
     // (the part read whole) leave the index as it was

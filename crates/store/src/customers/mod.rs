@@ -623,10 +623,15 @@ async fn delete_terms(tx: &mut Transaction<'static, Any>, ids: &[i64]) -> Result
             sql.in_ids("id", chunk);
             let texts: Vec<(i64, String)> = sql.fetch_all(&mut **tx).await?;
             for (id, text) in texts {
+                let terms = rules::search_text_terms(&text);
+                if terms.is_empty() {
+                    // a name of punctuation only
+                    continue;
+                }
                 let mut delete = format!(
                     "DELETE FROM customer_terms WHERE part = {part} AND customer_id = {id} AND term IN ("
                 );
-                for (i, term) in rules::search_text_terms(&text).iter().enumerate() {
+                for (i, term) in terms.iter().enumerate() {
                     if i > 0 {
                         delete.push_str(", ");
                     }
