@@ -414,6 +414,54 @@ fn import_file(rows: usize) -> anyhow::Result<Vec<u8>> {
     Ok(book.save_to_buffer()?)
 }
 
+/// The yardstick for the list: a bare axum + SQLite server answering the newest 50
+/// customers as JSON (no sign-in, scope or filter), on the same database and driven like keping,
+/// so that the two figures come from the same machine at the same time. It runs on a runtime of
+/// its own, as keping's server runs in a process of its own; answers its URL.
+fn bare_list(db_file: std::path::PathBuf) -> anyhow::Result<String> {
+    use axum::{extract::State, routing::get, Json, Router};
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the yardstick");
+        runtime.block_on(async move {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(&db_file)
+                        .read_only(true),
+                )
+                .await
+                .expect("the bench database");
+            type Row = (i64, String, Option<String>, Option<String>, String, i64);
+            let app = Router::new()
+                .route(
+                    "/customers",
+                    get(|State(pool): State<sqlx::SqlitePool>| async move {
+                        sqlx::query_as::<_, Row>(
+                            "SELECT id, name, company, phone, kind, created_at FROM customers ORDER BY id DESC LIMIT 50",
+                        )
+                        .fetch_all(&pool)
+                        .await
+                        .map(Json)
+                        .map_err(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                    }),
+                )
+                .with_state(pool);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port on 127.0.0.1");
+            let addr = listener.local_addr().expect("the yardstick's address");
+            let _ = url_tx.send(format!("http://{addr}/customers"));
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    Ok(url_rx.recv_timeout(Duration::from_secs(30))?)
+}
+
 /// Polls an import's progress until it is done and answers how long each phase lasted (reading
 /// includes the upload).
 async fn import_phases(
@@ -542,6 +590,11 @@ pub async fn customers(b: CustomerBench) -> anyhow::Result<()> {
             format!("{base}/api/v1/customers?limit=50&q={}", probes.initials),
         ),
     ];
+    let mut cases = cases.to_vec();
+    if let Some(dir) = &dir {
+        let bare = bare_list(dir.join("keping.db"))?;
+        cases.push(("yardstick: bare axum + SQLite list of 50".to_string(), bare));
+    }
     println!(
         "\n{:<52} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
         "case", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s", "errors"
