@@ -33,21 +33,32 @@ pub(crate) async fn fresh_database(
             ))
         }
         Some(pg) => {
-            use sqlx::Connection;
             let name = format!("keping_bench_{}", std::process::id());
-            let mut conn = sqlx::PgConnection::connect(pg)
-                .await
-                .context("cannot reach PostgreSQL")?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .execute(&mut conn)
-                .await?;
-            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                .execute(&mut conn)
-                .await?;
+            pg_admin(
+                pg,
+                &[
+                    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                    format!("CREATE DATABASE \"{name}\""),
+                ],
+            )
+            .await?;
             let base = pg.rsplit_once('/').map_or(pg, |(b, _)| b);
             Ok((format!("{base}/{name}"), None))
         }
     }
+}
+
+/// Runs statements on a PostgreSQL server that cannot run inside the database they concern
+/// (dropping and creating databases).
+pub(crate) async fn pg_admin(url: &str, statements: &[String]) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .context("cannot reach PostgreSQL")?;
+    for statement in statements {
+        sqlx::query(statement).execute(&mut conn).await?;
+    }
+    Ok(())
 }
 
 /// An outlet made by [`seed`] and its staff.

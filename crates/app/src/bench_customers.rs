@@ -3,7 +3,7 @@
 //! measures the customer list, search, an xlsx import with duplicate checks and an export. Load goes
 //! to 127.0.0.1 only.
 
-use crate::bench::{drive, fresh_database, percentile, rss_kib, seed, server};
+use crate::bench::{drive, fresh_database, percentile, pg_admin, rss_kib, seed, server};
 use anyhow::Context;
 use keping_domain::auth;
 use keping_domain::customers::{self as rules, Phone, SearchSource};
@@ -414,6 +414,88 @@ fn import_file(rows: usize) -> anyhow::Result<Vec<u8>> {
     Ok(book.save_to_buffer()?)
 }
 
+/// A seeded database kept between runs (`--seed-file`): for SQLite a copy of the file; for
+/// PostgreSQL a template database, whose name the file holds. The search probes are kept beside.
+struct Kept {
+    file: std::path::PathBuf,
+    /// The SQLite file the bench runs on; None on PostgreSQL.
+    db_file: Option<std::path::PathBuf>,
+}
+
+impl Kept {
+    fn new(file: &std::path::Path, dir: Option<&std::path::Path>) -> Kept {
+        Kept {
+            file: file.to_path_buf(),
+            db_file: dir.map(|d| d.join("keping.db")),
+        }
+    }
+
+    fn probes_file(&self) -> std::path::PathBuf {
+        self.file.with_extension("probes.json")
+    }
+
+    /// The template database's name on PostgreSQL: from the file's name, letters and digits only.
+    fn template(&self) -> String {
+        let stem: String = self
+            .file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        format!("keping_seed_{}", stem.to_ascii_lowercase())
+    }
+
+    /// Copies the kept database over the fresh one the bench runs on.
+    async fn restore(&self, url: &str) -> anyhow::Result<()> {
+        match &self.db_file {
+            Some(db_file) => {
+                std::fs::copy(&self.file, db_file)?;
+            }
+            None => {
+                let template = std::fs::read_to_string(&self.file)?;
+                let (server, fresh) = url.rsplit_once('/').context("a database URL")?;
+                pg_admin(
+                    &format!("{server}/postgres"),
+                    &[
+                        format!("DROP DATABASE IF EXISTS \"{fresh}\" WITH (FORCE)"),
+                        format!(
+                            "CREATE DATABASE \"{fresh}\" TEMPLATE \"{}\"",
+                            template.trim()
+                        ),
+                    ],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the database just seeded (no connection may be open to it).
+    async fn keep(&self, url: &str) -> anyhow::Result<()> {
+        match &self.db_file {
+            Some(db_file) => {
+                std::fs::copy(db_file, &self.file)?;
+            }
+            None => {
+                let template = self.template();
+                let (server, fresh) = url.rsplit_once('/').context("a database URL")?;
+                pg_admin(
+                    &format!("{server}/postgres"),
+                    &[
+                        format!("DROP DATABASE IF EXISTS \"{template}\" WITH (FORCE)"),
+                        format!("CREATE DATABASE \"{template}\" TEMPLATE \"{fresh}\""),
+                    ],
+                )
+                .await?;
+                std::fs::write(&self.file, &template)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The yardstick for the list: a bare axum + SQLite server answering the newest 50
 /// customers as JSON (no sign-in, scope or filter), on the same database and driven like keping,
 /// so that the two figures come from the same machine at the same time. It runs on a runtime of
@@ -521,21 +603,17 @@ pub async fn customers(b: CustomerBench) -> anyhow::Result<()> {
         b.customers, b.contacts, b.requests, b.concurrency
     );
     let t = Instant::now();
-    let kept = match (&b.seed_file, &dir) {
-        (Some(file), Some(dir)) => Some((file, dir.join("keping.db"))),
-        (Some(_), None) => anyhow::bail!("--seed-file is for SQLite only"),
-        _ => None,
-    };
-    let probes_file = kept
+    let kept = b
+        .seed_file
         .as_ref()
-        .map(|(file, _)| file.with_extension("probes.json"));
-    let probes = match (&kept, &probes_file) {
-        (Some((file, db_file)), Some(probes_file)) if file.exists() => {
-            std::fs::copy(file, db_file)?;
-            let probes: Probes = serde_json::from_slice(&std::fs::read(probes_file)?)?;
-            // the kept file may be of an older schema
+        .map(|file| Kept::new(file, dir.as_deref()));
+    let probes = match &kept {
+        Some(kept) if kept.file.exists() => {
+            kept.restore(&url).await?;
+            let probes: Probes = serde_json::from_slice(&std::fs::read(kept.probes_file())?)?;
+            // the kept database may be of an older schema
             Db::connect(&url).await?.pool.close().await;
-            println!("copied the seeded {} in", file.display());
+            println!("copied the seeded database in from {}", kept.file.display());
             probes
         }
         _ => {
@@ -543,15 +621,18 @@ pub async fn customers(b: CustomerBench) -> anyhow::Result<()> {
             keping_store::accounts::bootstrap(&db, &auth::hash_password(PASSWORD)).await?;
             let p = seed_customers(&db, &b).await?;
             Sql::new("ANALYZE").execute(&db.pool).await?;
-            if let (Some((file, db_file)), Some(probes_file)) = (&kept, &probes_file) {
+            if dir.is_some() {
+                // the file alone holds everything once the WAL is copied in
                 Sql::new("PRAGMA wal_checkpoint(TRUNCATE)")
                     .execute(&db.pool)
                     .await?;
-                std::fs::copy(db_file, file)?;
-                std::fs::write(probes_file, serde_json::to_vec(&p)?)?;
             }
             db.pool.close().await;
             println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+            if let Some(kept) = &kept {
+                kept.keep(&url).await?;
+                std::fs::write(kept.probes_file(), serde_json::to_vec(&p)?)?;
+            }
             p
         }
     };

@@ -202,8 +202,9 @@ enum Bench {
         requests: usize,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
-        /// SQLite only: a seeded database kept here and reused by the next run with the same file
-        /// (seeding a million customers takes minutes); seeded and saved when the file is absent.
+        /// A seeded database kept for the next run with the same file (seeding a million
+        /// customers takes minutes): on SQLite a copy of the database, on PostgreSQL the name of
+        /// a template database; seeded and kept when the file is absent.
         #[arg(long)]
         seed_file: Option<std::path::PathBuf>,
     },
