@@ -456,17 +456,7 @@ impl Kept {
             None => {
                 let template = std::fs::read_to_string(&self.file)?;
                 let (server, fresh) = url.rsplit_once('/').context("a database URL")?;
-                pg_admin(
-                    &format!("{server}/postgres"),
-                    &[
-                        format!("DROP DATABASE IF EXISTS \"{fresh}\" WITH (FORCE)"),
-                        format!(
-                            "CREATE DATABASE \"{fresh}\" TEMPLATE \"{}\"",
-                            template.trim()
-                        ),
-                    ],
-                )
-                .await?;
+                copy_database(server, template.trim(), fresh).await?;
             }
         }
         Ok(())
@@ -481,19 +471,25 @@ impl Kept {
             None => {
                 let template = self.template();
                 let (server, fresh) = url.rsplit_once('/').context("a database URL")?;
-                pg_admin(
-                    &format!("{server}/postgres"),
-                    &[
-                        format!("DROP DATABASE IF EXISTS \"{template}\" WITH (FORCE)"),
-                        format!("CREATE DATABASE \"{template}\" TEMPLATE \"{fresh}\""),
-                    ],
-                )
-                .await?;
+                copy_database(server, fresh, &template).await?;
                 std::fs::write(&self.file, &template)?;
             }
         }
         Ok(())
     }
+}
+
+/// Replaces PostgreSQL database `target` on `server` (a URL without a database) with a copy of
+/// `source`.
+async fn copy_database(server: &str, source: &str, target: &str) -> anyhow::Result<()> {
+    pg_admin(
+        &format!("{server}/postgres"),
+        &[
+            format!("DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"),
+            format!("CREATE DATABASE \"{target}\" TEMPLATE \"{source}\""),
+        ],
+    )
+    .await
 }
 
 /// The yardstick for the list: a bare axum + SQLite server answering the newest 50

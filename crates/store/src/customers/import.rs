@@ -1004,14 +1004,14 @@ async fn import_rows(
             insert_batch(tx, scope, &batch, &pending, &mut index_rows).await?;
             pending.clear();
             if index_rows.terms.len() >= INDEX_ROWS_AT_ONCE {
-                index_rows.write(tx, backend).await?;
+                index_rows.write(tx).await?;
             }
         }
         out.created += 1;
         out.accepted += 1;
     }
     insert_batch(tx, scope, &batch, &pending, &mut index_rows).await?;
-    index_rows.write(tx, backend).await?;
+    index_rows.write(tx).await?;
     if let Some(id) = import_id {
         Sql::new("UPDATE customer_imports SET created = ")
             .arg(out.created as i64)
@@ -1069,7 +1069,7 @@ struct IndexRows {
 
 impl IndexRows {
     /// Writes the rows waiting, in index order, and empties the lists.
-    async fn write(&mut self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<()> {
+    async fn write(&mut self, tx: &mut Transaction<'static, Any>) -> Result<()> {
         for (into, values, parted) in [
             ("customer_tags (tag, customer_id)", &mut self.tags, false),
             (
@@ -1108,7 +1108,7 @@ impl IndexRows {
                     }
                     text.push(')');
                 }
-                Sql::bulk(backend, &text)
+                Sql::literal(&text)
             });
             let mut next = statements.next();
             while let Some(sql) = next {

@@ -1371,21 +1371,18 @@ fn push_search(
 ) {
     let mut hi = prefix.clone();
     hi.push(char::MAX);
-    sql.push(match backend {
-        Backend::Sqlite => " AND c.id IN (SELECT t.customer_id FROM customer_terms t WHERE ",
-        Backend::Postgres => {
-            " AND c.id = ANY(ARRAY(SELECT t.customer_id FROM customer_terms t WHERE "
-        }
-    })
-    .in_ids("t.part", term_parts)
-    .push(" AND t.term >= ")
-    .arg(prefix.as_str())
-    .push(" AND t.term < ")
-    .arg(hi)
-    .push(match backend {
-        Backend::Sqlite => ")",
-        Backend::Postgres => "))",
-    });
+    let (open, close) = match backend {
+        Backend::Sqlite => (" AND c.id IN (", ")"),
+        Backend::Postgres => (" AND c.id = ANY(ARRAY(", "))"),
+    };
+    sql.push(open)
+        .push("SELECT t.customer_id FROM customer_terms t WHERE ")
+        .in_ids("t.part", term_parts)
+        .push(" AND t.term >= ")
+        .arg(prefix.as_str())
+        .push(" AND t.term < ")
+        .arg(hi)
+        .push(close);
     if let Some(full) = full {
         sql.push(" AND c.search_text LIKE ")
             .arg(format!("%{}%", like_escape(full)))
