@@ -492,8 +492,44 @@ async fn copy_database(server: &str, source: &str, target: &str) -> anyhow::Resu
     .await
 }
 
+/// A customer's own fields as the yardstick answers them.
+#[derive(sqlx::FromRow, serde::Serialize)]
+struct BareCustomer {
+    id: i64,
+    kind: String,
+    is_company: i64,
+    name: String,
+    company: Option<String>,
+    code: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    address: Option<String>,
+    region: Option<String>,
+    industry: Option<String>,
+    source: Option<String>,
+    customer_group: Option<String>,
+    tags: String,
+    importance: Option<String>,
+    intent: Option<String>,
+    expected_close_by: Option<String>,
+    hobbies: Option<String>,
+    birthday: Option<String>,
+    birthday_reminder: i64,
+    notes: Option<String>,
+    blacklisted: i64,
+    blacklist_reason: Option<String>,
+    custom: String,
+    org_id: i64,
+    owner_id: Option<i64>,
+    last_follow_up_at: Option<i64>,
+    next_follow_up_on: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
 /// The yardstick for the list: a bare axum + SQLite server answering the newest 50
-/// customers as JSON (no sign-in, scope or filter), on the same database and driven like keping,
+/// customers as JSON, each with the fields of its row that keping's list answers too (no sign-in,
+/// scope, filter, joined names or formatting), on the same database and driven like keping,
 /// so that the two figures come from the same machine at the same time. It runs on a runtime of
 /// its own, as keping's server runs in a process of its own; answers its URL.
 fn bare_list(db_file: std::path::PathBuf) -> anyhow::Result<String> {
@@ -514,13 +550,12 @@ fn bare_list(db_file: std::path::PathBuf) -> anyhow::Result<String> {
                 )
                 .await
                 .expect("the bench database");
-            type Row = (i64, String, Option<String>, Option<String>, String, i64);
             let app = Router::new()
                 .route(
                     "/customers",
                     get(|State(pool): State<sqlx::SqlitePool>| async move {
-                        sqlx::query_as::<_, Row>(
-                            "SELECT id, name, company, phone, kind, created_at FROM customers ORDER BY id DESC LIMIT 50",
+                        sqlx::query_as::<_, BareCustomer>(
+                            "SELECT id, kind, is_company, name, company, code, phone, email, address, region, industry, source, customer_group, tags, importance, intent, expected_close_by, hobbies, birthday, birthday_reminder, notes, blacklisted, blacklist_reason, custom, org_id, owner_id, last_follow_up_at, next_follow_up_on, created_at, updated_at FROM customers ORDER BY id DESC LIMIT 50",
                         )
                         .fetch_all(&pool)
                         .await

@@ -251,6 +251,7 @@ pub async fn update_role(db: &Db, scope: &Scope, id: i64, input: RoleInput) -> R
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
+    db.forget_authentications();
     Ok(row.into())
 }
 
@@ -301,6 +302,7 @@ pub async fn delete_role(db: &Db, scope: &Scope, id: i64) -> Result<()> {
     )
     .await?;
     tx.commit().await?;
+    db.forget_authentications();
     Ok(())
 }
 
@@ -827,6 +829,8 @@ pub async fn create_user(db: &Db, scope: &Scope, new: NewUser) -> Result<User> {
     .await?;
     let (user, _) = user_in(&mut tx, scope, "user.manage", id).await?;
     tx.commit().await?;
+    // a new subordinate widens his manager's scope
+    db.forget_authentications();
     Ok(user)
 }
 
@@ -960,6 +964,7 @@ pub async fn update_user(db: &Db, scope: &Scope, id: i64, patch: UserPatch) -> R
     )
     .await?;
     tx.commit().await?;
+    db.forget_authentications();
     Ok(after)
 }
 
@@ -1015,6 +1020,7 @@ pub async fn set_password(db: &Db, scope: &Scope, id: i64, password_hash: String
     )
     .await?;
     tx.commit().await?;
+    db.forget_authentications();
     Ok(())
 }
 
@@ -1088,6 +1094,7 @@ pub async fn set_locale(db: &Db, user_id: i64, locale: &str) -> Result<()> {
         .arg(user_id)
         .execute(&db.pool)
         .await?;
+    db.forget_authentications();
     Ok(())
 }
 
@@ -1206,6 +1213,21 @@ async fn subordinates<'e, E: sqlx::Executor<'e, Database = Any>>(
     .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Who holds this live secret and what he may do. The answer is trusted for a moment
+/// ([`Db::forget_authentications`] says how long and when it is dropped sooner).
+pub async fn caller(db: &Db, secret: &str) -> Result<Option<(tokens::Holder, Scope)>> {
+    let digest = keping_domain::auth::secret_digest(secret);
+    if let Some(known) = db.callers.get(&digest) {
+        return Ok(Some(known));
+    }
+    let Some(holder) = tokens::authenticate(db, secret).await? else {
+        return Ok(None);
+    };
+    let scope = scope_of(db, &holder).await?;
+    db.callers.put(digest, (holder.clone(), scope.clone()));
+    Ok(Some((holder, scope)))
 }
 
 /// The caller's scope, computed once per request: his roles at enabled org nodes, and his
@@ -1327,6 +1349,7 @@ pub async fn bootstrap(db: &Db, admin_password_hash: &str) -> Result<bool> {
     )
     .await?;
     tx.commit().await?;
+    db.forget_authentications();
     Ok(true)
 }
 

@@ -1,6 +1,6 @@
 use crate::{migrate, Result, StoreError};
 use keping_domain::org::OrgPath;
-use keping_domain::scope::{Reach, RecordReach};
+use keping_domain::scope::{Reach, RecordReach, Scope};
 use keping_domain::Invalid;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, FromRow, Transaction};
@@ -29,7 +29,66 @@ pub struct Db {
     pub backend: Backend,
     /// Kept for connections outside the pool (PostgreSQL LISTEN); never printed: it may hold a password.
     pub url: String,
-    pub(crate) devices: std::sync::Arc<crate::evaluation::DeviceCache>,
+    /// Terminals recently authenticated, by token digest: a terminal sends several requests a
+    /// second under load, and each would otherwise cost a query.
+    pub(crate) devices: std::sync::Arc<RecentCache<crate::evaluation::Device>>,
+    /// Signed-in callers recently authenticated, by token digest, with their scope: a token and
+    /// a scope query per request were most of a short list's cost.
+    pub(crate) callers: std::sync::Arc<RecentCache<(crate::tokens::Holder, Scope)>>,
+}
+
+/// How long a terminal's authentication is trusted without asking the database again. This
+/// instance forgets every entry when a terminal, window or org changes; another instance sharing
+/// the database sees a revocation within this time.
+const DEVICE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// The same for a signed-in caller (token, account and scope). This instance forgets every entry
+/// when a token, account, role or org changes; another instance sees such a change within this time.
+const CALLER_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Beyond this many entries, expired ones are dropped when a new one comes.
+const RECENT_PRUNE_AT: usize = 10_000;
+
+/// Answers looked up by a secret's digest and trusted for a short time.
+pub(crate) struct RecentCache<V> {
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (V, std::time::Instant)>>,
+}
+
+impl<V: Clone> RecentCache<V> {
+    fn new(ttl: std::time::Duration) -> Self {
+        RecentCache {
+            ttl,
+            entries: Default::default(),
+        }
+    }
+
+    pub(crate) fn get(&self, digest: &str) -> Option<V> {
+        let entries = self.entries.lock().expect("recent cache lock");
+        entries
+            .get(digest)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(v, _)| v.clone())
+    }
+
+    pub(crate) fn put(&self, digest: String, value: V) {
+        let mut entries = self.entries.lock().expect("recent cache lock");
+        if entries.len() >= RECENT_PRUNE_AT {
+            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        }
+        entries.insert(digest, (value, std::time::Instant::now()));
+    }
+
+    pub(crate) fn forget_all(&self) {
+        self.entries.lock().expect("recent cache lock").clear();
+    }
+}
+
+impl Db {
+    /// Tokens, accounts, roles, terminals, windows or orgs changed: who a secret belongs to and
+    /// what he may do is asked of the database again.
+    pub(crate) fn forget_authentications(&self) {
+        self.devices.forget_all();
+        self.callers.forget_all();
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -145,7 +204,8 @@ impl Db {
             pool,
             backend,
             url: url.clone(),
-            devices: Default::default(),
+            devices: std::sync::Arc::new(RecentCache::new(DEVICE_TTL)),
+            callers: std::sync::Arc::new(RecentCache::new(CALLER_TTL)),
         })
     }
 
@@ -436,6 +496,13 @@ impl Sql {
             cached: false,
             ..Sql::new(text)
         }
+    }
+
+    /// This statement inside another: `head`, this statement, `tail` (text without parameters).
+    pub fn wrapped(mut self, head: &str, tail: &str) -> Sql {
+        self.text.insert_str(0, head);
+        self.text.push_str(tail);
+        self
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {

@@ -423,7 +423,7 @@ pub async fn update_window(db: &Db, scope: &Scope, id: i64, patch: WindowPatch) 
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    db.devices.forget_all();
+    db.forget_authentications();
     Ok(after)
 }
 
@@ -766,7 +766,7 @@ pub async fn rotate_qr_terminal(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    db.devices.forget_all();
+    db.forget_authentications();
     Ok((w, token))
 }
 
@@ -871,7 +871,7 @@ pub async fn revoke_terminal(db: &Db, scope: &Scope, id: i64) -> Result<Terminal
     }
     let t = terminal_changed(&mut tx, scope, &path, id, "revoke").await?;
     tx.commit().await?;
-    db.devices.forget_all();
+    db.forget_authentications();
     Ok(t)
 }
 
@@ -894,7 +894,7 @@ pub async fn rotate_terminal(db: &Db, scope: &Scope, id: i64) -> Result<(Termina
         .await?;
     let t = terminal_changed(&mut tx, scope, &path, id, "rotate").await?;
     tx.commit().await?;
-    db.devices.forget_all();
+    db.forget_authentications();
     Ok((t, token))
 }
 
@@ -955,41 +955,6 @@ pub async fn device(db: &Db, token: &str) -> Result<Option<Device>> {
         db.devices.put(digest, d.clone());
     }
     Ok(found)
-}
-
-/// Terminals recently authenticated, by token digest: a terminal sends several requests a second
-/// under load, and each would otherwise cost a query. Entries live [`DEVICE_TTL`]; this instance
-/// forgets them all when a terminal, window or org changes, so another instance sharing the
-/// database sees a revocation within that time.
-#[derive(Default)]
-pub struct DeviceCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (Device, std::time::Instant)>>,
-}
-
-const DEVICE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
-/// Beyond this many entries, expired ones are dropped when a new one comes.
-const DEVICE_CACHE_PRUNE_AT: usize = 10_000;
-
-impl DeviceCache {
-    fn get(&self, digest: &str) -> Option<Device> {
-        let entries = self.entries.lock().expect("device cache lock");
-        entries
-            .get(digest)
-            .filter(|(_, at)| at.elapsed() < DEVICE_TTL)
-            .map(|(d, _)| d.clone())
-    }
-
-    fn put(&self, digest: String, device: Device) {
-        let mut entries = self.entries.lock().expect("device cache lock");
-        if entries.len() >= DEVICE_CACHE_PRUNE_AT {
-            entries.retain(|_, (_, at)| at.elapsed() < DEVICE_TTL);
-        }
-        entries.insert(digest, (device, std::time::Instant::now()));
-    }
-
-    pub(crate) fn forget_all(&self) {
-        self.entries.lock().expect("device cache lock").clear();
-    }
 }
 
 impl Device {

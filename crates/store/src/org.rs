@@ -439,7 +439,7 @@ pub async fn update(db: &Db, scope: &Scope, id: i64, patch: OrgPatch) -> Result<
     )
     .await?;
     tx.commit().await?;
-    db.devices.forget_all();
+    db.forget_authentications();
     Ok(after)
 }
 
@@ -529,7 +529,7 @@ pub async fn move_to(db: &Db, scope: &Scope, id: i64, new_parent_id: i64) -> Res
     )
     .await?;
     tx.commit().await?;
-    db.devices.forget_all();
+    db.forget_authentications();
     Ok(after)
 }
 

@@ -184,6 +184,7 @@ pub async fn revoke(db: &Db, scope: &Scope, id: i64) -> Result<()> {
     )
     .await?;
     tx.commit().await?;
+    db.forget_authentications();
     Ok(())
 }
 
@@ -196,6 +197,7 @@ pub async fn revoke_secret(db: &Db, secret: &str) -> Result<()> {
         .push(" AND revoked_at IS NULL")
         .execute(&db.pool)
         .await?;
+    db.forget_authentications();
     Ok(())
 }
 

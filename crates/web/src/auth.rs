@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use keping_domain::scope::Scope;
-use keping_store::{accounts, tokens};
+use keping_store::accounts;
 
 pub const SESSION_COOKIE: &str = "keping_session";
 
@@ -28,10 +28,9 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let secret = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let holder = tokens::authenticate(&state.db, secret)
+        let (holder, scope) = accounts::caller(&state.db, secret)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        let scope = accounts::scope_of(&state.db, &holder).await?;
         Ok(Caller {
             scope,
             locale: Locale::parse(&holder.locale),
@@ -107,13 +106,10 @@ impl FromRequestParts<AppState> for PageCaller {
         };
         let secret = cookie(&parts.headers, SESSION_COOKIE)
             .ok_or_else(|| PageRejection::Login(next.clone()))?;
-        let holder = tokens::authenticate(&state.db, secret)
+        let (holder, scope) = accounts::caller(&state.db, secret)
             .await
             .map_err(|e| PageRejection::Error(e.into()))?
             .ok_or(PageRejection::Login(next))?;
-        let scope = accounts::scope_of(&state.db, &holder)
-            .await
-            .map_err(|e| PageRejection::Error(e.into()))?;
         Ok(PageCaller {
             scope,
             locale: Locale::parse(&holder.locale),

@@ -10,7 +10,8 @@ both!(
     login_and_bearer_tokens,
     malformed_bodies,
     lockout_after_repeated_failures,
-    disabled_and_expired
+    disabled_and_expired,
+    changed_roles_and_places_apply_at_once
 );
 
 async fn health_and_openapi(app: TestApp) {
@@ -463,5 +464,72 @@ async fn disabled_and_expired(app: TestApp) {
         StatusCode::CONFLICT,
         "cannot_disable_self",
         Some("enabled"),
+    );
+}
+
+/// A caller's token and scope are kept for a moment between requests; every change that narrows
+/// what he may do still applies to his very next request on this instance.
+async fn changed_roles_and_places_apply_at_once(app: TestApp) {
+    let root = app.root_id().await;
+    let branch = app.org("分行", "FH", root).await;
+    let other = app.org("另一分行", "LF", root).await;
+    let role = app
+        .role(
+            "客户经理",
+            &["org.view", "customer.view"],
+            "org_and_children",
+        )
+        .await;
+    let (id, token) = app.person("mover", branch, role).await;
+    let (status, body) = app.get("/api/v1/customers", &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // the role loses a permission
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/roles/{role}"),
+            Some(&app.admin_token),
+            Some(json!({"name": "客户经理", "permissions": ["org.view"], "data_level": "org_and_children"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(
+        &app.get("/api/v1/customers", &token).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        None,
+    );
+
+    // his roles move to another branch: the old one is out of reach at once
+    let (status, _) = app.get(&format!("/api/v1/orgs/{branch}"), &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/users/{id}"),
+            &app.admin_token,
+            json!({"org_id": other, "roles": [{"role_id": role, "org_id": other}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = app.get(&format!("/api/v1/orgs/{branch}"), &token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get(&format!("/api/v1/orgs/{other}"), &token).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // the branch he is at is disabled: his grants there end with it, and he holds nothing
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/orgs/{other}"),
+            &app.admin_token,
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(
+        &app.get(&format!("/api/v1/orgs/{other}"), &token).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        None,
     );
 }
