@@ -438,151 +438,193 @@ pub struct RebuildReport {
     pub rewritten: bool,
 }
 
-const PAGE: i64 = 50_000;
+/// Windows rebuilt together, about: the roll-ups of 10 million ratings did not fit in memory at once.
+const REBUILD_WINDOWS: usize = 32;
 
-/// The roll-ups as the raw rows give them, for cells starting at or after `since`.
-pub async fn from_raw(db: &Db, since: Millis) -> Result<Rollup> {
-    let mut tx = db.read().await?;
-    let mut tz: HashMap<i64, String> = HashMap::new();
-    for (id, t) in Sql::new("SELECT id, timezone FROM orgs")
-        .fetch_all::<(i64, String), _>(&mut *tx)
-        .await?
-    {
-        tz.insert(id, t);
+/// A part of the roll-ups that can be rebuilt on its own: windows and the orgs their raw rows and
+/// cells name. Every cell names a window of the part, or (window 0) an org of the part.
+#[derive(Debug, Default)]
+struct RebuildPart {
+    windows: Vec<i64>,
+    orgs: Vec<i64>,
+}
+
+impl RebuildPart {
+    /// `AND (the cell or raw row belongs to this part)`, for a table with `window_id` and `org_id`.
+    fn push_cells(&self, sql: &mut Sql) {
+        sql.push(" AND (");
+        if self.windows.is_empty() {
+            sql.push("1 = 0");
+        } else {
+            sql.in_ids("window_id", &self.windows);
+        }
+        if !self.orgs.is_empty() {
+            sql.push(" OR (window_id = 0 AND ")
+                .in_ids("org_id", &self.orgs)
+                .push(")");
+        }
+        sql.push(")");
     }
-    let zone = |id: i64| tz.get(&id).map_or("Asia/Shanghai", String::as_str);
+}
+
+/// Splits the roll-ups into parts of about [`REBUILD_WINDOWS`] windows. Windows joined by an org
+/// (a window that moved to another outlet, or an outlet's per-outlet cells) stay in one part, so
+/// that no cell draws on two parts.
+async fn rebuild_parts(tx: &mut Transaction<'static, Any>) -> Result<Vec<RebuildPart>> {
+    let mut pairs: Vec<(i64, i64)> = Sql::new("SELECT id, org_id FROM windows")
+        .fetch_all(&mut **tx)
+        .await?;
+    for table in ["services", "ratings", "stats_rollup"] {
+        pairs.extend(
+            Sql::new(&format!(
+                "SELECT DISTINCT window_id, org_id FROM {table} WHERE window_id <> 0"
+            ))
+            .fetch_all::<(i64, i64), _>(&mut **tx)
+            .await?,
+        );
+    }
+    let lone_orgs: Vec<(i64,)> =
+        Sql::new("SELECT DISTINCT org_id FROM stats_rollup WHERE window_id = 0")
+            .fetch_all(&mut **tx)
+            .await?;
+    // union-find over windows (w) and orgs (o)
+    let mut parent: HashMap<(char, i64), (char, i64)> = HashMap::new();
+    fn root(parent: &mut HashMap<(char, i64), (char, i64)>, n: (char, i64)) -> (char, i64) {
+        let mut r = n;
+        while let Some(&p) = parent.get(&r).filter(|p| **p != r) {
+            r = p;
+        }
+        parent.insert(n, r);
+        r
+    }
+    for &(w, o) in &pairs {
+        let (a, b) = (root(&mut parent, ('w', w)), root(&mut parent, ('o', o)));
+        parent.insert(a, b);
+    }
+    for &(o,) in &lone_orgs {
+        root(&mut parent, ('o', o));
+    }
+    let nodes: Vec<(char, i64)> = parent.keys().copied().collect();
+    let mut groups: BTreeMap<(char, i64), RebuildPart> = BTreeMap::new();
+    for n in nodes {
+        let g = groups.entry(root(&mut parent, n)).or_default();
+        match n.0 {
+            'w' => g.windows.push(n.1),
+            _ => g.orgs.push(n.1),
+        }
+    }
+    let mut parts = vec![RebuildPart::default()];
+    for (_, g) in groups {
+        let last = parts.last_mut().expect("one part at least");
+        if !last.windows.is_empty() && last.windows.len() + g.windows.len() > REBUILD_WINDOWS {
+            parts.push(g);
+        } else {
+            last.windows.extend(g.windows);
+            last.orgs.extend(g.orgs);
+        }
+    }
+    Ok(parts)
+}
+
+/// The roll-ups of one part as its raw rows give them, for cells starting at or after `since`.
+async fn from_raw(
+    tx: &mut Transaction<'static, Any>,
+    zones: &HashMap<i64, String>,
+    part: &RebuildPart,
+    since: Millis,
+) -> Result<Rollup> {
+    let zone = |id: i64| zones.get(&id).map_or("Asia/Shanghai", String::as_str);
     let mut r = Rollup::default();
-    let mut last = 0i64;
-    loop {
-        type S = (
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            i64,
-            i64,
-            Option<i64>,
+    if part.windows.is_empty() {
+        return Ok(r);
+    }
+    type S = (i64, i64, Option<i64>, Option<i64>, i64, i64, Option<i64>);
+    // the next Start at the window tells whether the prompt was cut short
+    let services: Vec<S> = Sql::new("SELECT s.org_id, s.window_id, s.staff_id, s.business_type_id, s.started_at, s.ended_at, (SELECT MIN(n.started_at) FROM services n WHERE n.window_id = s.window_id AND n.id <> s.id AND n.started_at >= s.ended_at) FROM services s WHERE s.ended_at IS NOT NULL AND ")
+        .in_ids("s.window_id", &part.windows)
+        .fetch_all(&mut **tx)
+        .await?;
+    for (org, window, staff, bt, start, end, next) in services {
+        r.service(
+            zone(org),
+            start,
+            end,
+            org,
+            window,
+            staff,
+            bt,
+            rules::prompt_offered(end, next),
         );
-        // the next Start at the window tells whether the prompt was cut short
-        let rows: Vec<S> = Sql::new("SELECT s.id, s.org_id, s.window_id, s.staff_id, s.business_type_id, s.started_at, s.ended_at, (SELECT MIN(n.started_at) FROM services n WHERE n.window_id = s.window_id AND n.id <> s.id AND n.started_at >= s.ended_at) FROM services s WHERE s.ended_at IS NOT NULL AND s.id > ")
-            .arg(last)
-            .push(" ORDER BY s.id LIMIT ")
-            .arg(PAGE)
-            .fetch_all(&mut *tx)
-            .await?;
-        for (_, org, window, staff, bt, start, end, next) in &rows {
-            r.service(
-                zone(*org),
-                *start,
-                *end,
-                *org,
-                *window,
-                *staff,
-                *bt,
-                rules::prompt_offered(*end, *next),
-            );
-        }
-        match rows.last() {
-            Some(l) if rows.len() as i64 == PAGE => last = l.0,
-            _ => break,
-        }
     }
-    last = 0;
-    loop {
-        type D = (i64, i64, i64, i64, i64, i64);
-        let rows: Vec<D> = Sql::new("SELECT d.id, w.org_id, d.window_id, d.staff_id, d.started_at, d.ended_at FROM duties d JOIN windows w ON w.id = d.window_id WHERE d.ended_at IS NOT NULL AND d.id > ")
-            .arg(last)
-            .push(" ORDER BY d.id LIMIT ")
-            .arg(PAGE)
-            .fetch_all(&mut *tx)
-            .await?;
-        for (_, org, window, staff, start, end) in &rows {
-            r.duty(zone(*org), *start, *end, *org, *window, *staff);
-        }
-        match rows.last() {
-            Some(l) if rows.len() as i64 == PAGE => last = l.0,
-            _ => break,
-        }
+    type D = (i64, i64, i64, i64, i64);
+    let duties: Vec<D> = Sql::new("SELECT w.org_id, d.window_id, d.staff_id, d.started_at, d.ended_at FROM duties d JOIN windows w ON w.id = d.window_id WHERE d.ended_at IS NOT NULL AND ")
+        .in_ids("d.window_id", &part.windows)
+        .fetch_all(&mut **tx)
+        .await?;
+    for (org, window, staff, start, end) in duties {
+        r.duty(zone(org), start, end, org, window, staff);
     }
-    last = 0;
-    loop {
-        type R = (
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            String,
-            String,
-            Option<i64>,
-            i64,
+    type R = (
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        String,
+        String,
+        Option<i64>,
+        i64,
+    );
+    let ratings: Vec<R> = Sql::new("SELECT org_id, window_id, staff_id, business_type_id, key, polarity, service_id, rated_at FROM ratings WHERE ")
+        .in_ids("window_id", &part.windows)
+        .fetch_all(&mut **tx)
+        .await?;
+    for (org, window, staff, bt, key, pol, service, at) in &ratings {
+        r.rating(
+            zone(*org),
+            *at,
+            *org,
+            *window,
+            *staff,
+            *bt,
+            key,
+            pol,
+            service.is_some(),
         );
-        let rows: Vec<R> = Sql::new("SELECT id, org_id, window_id, staff_id, business_type_id, key, polarity, service_id, rated_at FROM ratings WHERE id > ")
-            .arg(last)
-            .push(" ORDER BY id LIMIT ")
-            .arg(PAGE)
-            .fetch_all(&mut *tx)
-            .await?;
-        for (_, org, window, staff, bt, key, pol, service, at) in &rows {
-            r.rating(
-                zone(*org),
-                *at,
-                *org,
-                *window,
-                *staff,
-                *bt,
-                key,
-                pol,
-                service.is_some(),
-            );
-        }
-        match rows.last() {
-            Some(l) if rows.len() as i64 == PAGE => last = l.0,
-            _ => break,
-        }
     }
-    last = 0;
-    loop {
-        type P = (i64, i64, i64, Option<String>, i64);
-        let rows: Vec<P> = Sql::new("SELECT p.id, w.org_id, p.window_id, p.reason, COALESCE(p.effective_at, p.received_at) FROM presses p JOIN windows w ON w.id = p.window_id WHERE p.counted = 0 AND p.id > ")
-            .arg(last)
-            .push(" ORDER BY p.id LIMIT ")
-            .arg(PAGE)
-            .fetch_all(&mut *tx)
-            .await?;
-        for (_, org, window, reason, at) in &rows {
-            if let Some(reason) = reason {
-                r.removed(zone(*org), *at, *org, *window, reason);
-            }
-        }
-        match rows.last() {
-            Some(l) if rows.len() as i64 == PAGE => last = l.0,
-            _ => break,
+    type P = (i64, i64, Option<String>, i64);
+    let removed: Vec<P> = Sql::new("SELECT w.org_id, p.window_id, p.reason, COALESCE(p.effective_at, p.received_at) FROM presses p JOIN windows w ON w.id = p.window_id WHERE p.counted = 0 AND ")
+        .in_ids("p.window_id", &part.windows)
+        .fetch_all(&mut **tx)
+        .await?;
+    for (org, window, reason, at) in &removed {
+        if let Some(reason) = reason {
+            r.removed(zone(*org), *at, *org, *window, reason);
         }
     }
     r.cells.retain(|_, f| f.bucket >= since);
     Ok(r)
 }
 
-/// The roll-up table as stored, for cells starting at or after `since`.
-pub async fn stored(db: &Db, since: Millis) -> Result<Rollup> {
+/// The roll-up cells of one part as stored, for cells starting at or after `since`.
+async fn stored(
+    tx: &mut Transaction<'static, Any>,
+    part: &RebuildPart,
+    since: Millis,
+) -> Result<Rollup> {
     type Keys = (String, String, i64, i64, i64, i64, i64, String, String, i64);
-    let rows: Vec<Keys> = Sql::new(
+    let mut keys = Sql::new(
         "SELECT grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket FROM stats_rollup WHERE bucket >= ",
-    )
-    .arg(since)
-    .push(" ORDER BY id")
-    .fetch_all(&db.pool)
-    .await?;
-    let figures: Vec<Nums> = Sql::new(&format!(
+    );
+    keys.arg(since);
+    part.push_cells(&mut keys);
+    let rows: Vec<Keys> = keys.push(" ORDER BY id").fetch_all(&mut **tx).await?;
+    let mut figures = Sql::new(&format!(
         "SELECT {} FROM stats_rollup WHERE bucket >= ",
         figure_columns().join(", ")
-    ))
-    .arg(since)
-    .push(" ORDER BY id")
-    .fetch_all(&db.pool)
-    .await?;
+    ));
+    figures.arg(since);
+    part.push_cells(&mut figures);
+    let figures: Vec<Nums> = figures.push(" ORDER BY id").fetch_all(&mut **tx).await?;
     let mut r = Rollup::default();
     for (c, f) in rows.into_iter().zip(figures) {
         let Some(grain) = GRAINS.iter().map(|g| g.0).find(|g| *g == c.0) else {
@@ -649,41 +691,64 @@ pub async fn rebuild(db: &Db, check_only: bool) -> Result<RebuildReport> {
     let since: Millis = Sql::new("SELECT COALESCE(MAX(cutoff_at), 0) FROM cleanup_runs")
         .fetch_i64(&db.pool)
         .await?;
-    let raw = from_raw(db, since).await?;
-    let have = stored(db, since).await?;
+    let zones: HashMap<i64, String> = Sql::new("SELECT id, timezone FROM orgs")
+        .fetch_all::<(i64, String), _>(&db.pool)
+        .await?
+        .into_iter()
+        .collect();
     let mut report = RebuildReport {
         since,
         ..RebuildReport::default()
     };
-    let keys: HashSet<&Cell> = raw.cells.keys().chain(have.cells.keys()).collect();
-    report.cells = keys.len();
-    let mut keys: Vec<&Cell> = keys.into_iter().collect();
-    keys.sort();
-    let zero = Figures::default();
-    for c in keys {
-        let a = raw.cells.get(c).unwrap_or(&zero);
-        let b = have.cells.get(c).unwrap_or(&zero);
-        if !a.same_counts(b) {
-            report.differences += 1;
-            if report.examples.len() < 20 {
-                report.examples.push(format!(
-                    "{} {} hour {} outlet {} window {} staff {} type {} key '{}': raw {:?}, roll-up {:?}",
-                    c.grain, c.day, c.hour, c.org_id, c.window_id, c.staff_id, c.business_type_id, c.key,
-                    a.values(),
-                    b.values(),
-                ));
+    let parts = rebuild_parts(&mut db.read().await?).await?;
+    for (n, part) in parts.iter().enumerate() {
+        // a part is read and rewritten in one transaction, so that presses recorded meanwhile are
+        // neither missed nor counted twice; a check only reads, from one snapshot
+        let mut tx = if check_only {
+            db.read().await?
+        } else {
+            db.begin().await?
+        };
+        let raw = from_raw(&mut tx, &zones, part, since).await?;
+        let have = stored(&mut tx, part, since).await?;
+        let keys: HashSet<&Cell> = raw.cells.keys().chain(have.cells.keys()).collect();
+        report.cells += keys.len();
+        let mut keys: Vec<&Cell> = keys.into_iter().collect();
+        keys.sort();
+        let zero = Figures::default();
+        let mut differences = 0;
+        for c in keys {
+            let a = raw.cells.get(c).unwrap_or(&zero);
+            let b = have.cells.get(c).unwrap_or(&zero);
+            if !a.same_counts(b) {
+                differences += 1;
+                if report.examples.len() < 20 {
+                    report.examples.push(format!(
+                        "{} {} hour {} outlet {} window {} staff {} type {} key '{}': raw {:?}, roll-up {:?}",
+                        c.grain, c.day, c.hour, c.org_id, c.window_id, c.staff_id, c.business_type_id, c.key,
+                        a.values(),
+                        b.values(),
+                    ));
+                }
             }
         }
-    }
-    if !check_only && report.differences > 0 {
-        let mut tx = db.begin().await?;
-        Sql::new("DELETE FROM stats_rollup WHERE bucket >= ")
-            .arg(since)
-            .execute(&mut *tx)
-            .await?;
-        raw.write(&mut tx, db.backend).await?;
-        tx.commit().await?;
-        report.rewritten = true;
+        report.differences += differences;
+        if !check_only && differences > 0 {
+            let mut delete = Sql::new("DELETE FROM stats_rollup WHERE bucket >= ");
+            delete.arg(since);
+            part.push_cells(&mut delete);
+            delete.execute(&mut *tx).await?;
+            raw.write(&mut tx, db.backend).await?;
+            tx.commit().await?;
+            report.rewritten = true;
+        }
+        tracing::info!(
+            part = n + 1,
+            parts = parts.len(),
+            windows = part.windows.len(),
+            differences,
+            "roll-ups compared with the raw rows"
+        );
     }
     Ok(report)
 }
