@@ -467,10 +467,13 @@ impl RebuildPart {
     }
 }
 
-/// Splits the roll-ups into parts of about [`REBUILD_WINDOWS`] windows. Windows joined by an org
+/// Splits the roll-ups into parts of about `windows_per_part` windows. Windows joined by an org
 /// (a window that moved to another outlet, or an outlet's per-outlet cells) stay in one part, so
 /// that no cell draws on two parts.
-async fn rebuild_parts(tx: &mut Transaction<'static, Any>) -> Result<Vec<RebuildPart>> {
+async fn rebuild_parts(
+    tx: &mut Transaction<'static, Any>,
+    windows_per_part: usize,
+) -> Result<Vec<RebuildPart>> {
     let mut pairs: Vec<(i64, i64)> = Sql::new("SELECT id, org_id FROM windows")
         .fetch_all(&mut **tx)
         .await?;
@@ -516,7 +519,7 @@ async fn rebuild_parts(tx: &mut Transaction<'static, Any>) -> Result<Vec<Rebuild
     let mut parts = vec![RebuildPart::default()];
     for (_, g) in groups {
         let last = parts.last_mut().expect("one part at least");
-        if !last.windows.is_empty() && last.windows.len() + g.windows.len() > REBUILD_WINDOWS {
+        if !last.windows.is_empty() && last.windows.len() + g.windows.len() > windows_per_part {
             parts.push(g);
         } else {
             last.windows.extend(g.windows);
@@ -688,6 +691,15 @@ impl sqlx::FromRow<'_, sqlx::any::AnyRow> for Agg {
 /// rewrites the differing cells. Cells before the latest cleanup's cut-off are left alone: their
 /// raw rows may be gone while the roll-ups were kept.
 pub async fn rebuild(db: &Db, check_only: bool) -> Result<RebuildReport> {
+    rebuild_in_parts(db, check_only, REBUILD_WINDOWS).await
+}
+
+/// [`rebuild`], with parts of about `windows_per_part` windows.
+pub async fn rebuild_in_parts(
+    db: &Db,
+    check_only: bool,
+    windows_per_part: usize,
+) -> Result<RebuildReport> {
     let since: Millis = Sql::new("SELECT COALESCE(MAX(cutoff_at), 0) FROM cleanup_runs")
         .fetch_i64(&db.pool)
         .await?;
@@ -700,7 +712,7 @@ pub async fn rebuild(db: &Db, check_only: bool) -> Result<RebuildReport> {
         since,
         ..RebuildReport::default()
     };
-    let parts = rebuild_parts(&mut db.read().await?).await?;
+    let parts = rebuild_parts(&mut db.read().await?, windows_per_part).await?;
     for (n, part) in parts.iter().enumerate() {
         // a part is read and rewritten in one transaction, so that presses recorded meanwhile are
         // neither missed nor counted twice; a check only reads, from one snapshot
