@@ -450,9 +450,10 @@ struct RebuildPart {
 }
 
 impl RebuildPart {
-    /// `AND (the cell or raw row belongs to this part)`, for a table with `window_id` and `org_id`.
-    fn push_cells(&self, sql: &mut Sql) {
-        sql.push(" AND (");
+    /// `FROM stats_rollup WHERE` the cell starts at or after `since` and belongs to this part.
+    fn cells(&self, since: Millis) -> Sql {
+        let mut sql = Sql::new("FROM stats_rollup WHERE bucket >= ");
+        sql.arg(since).push(" AND (");
         if self.windows.is_empty() {
             sql.push("1 = 0");
         } else {
@@ -464,6 +465,7 @@ impl RebuildPart {
                 .push(")");
         }
         sql.push(")");
+        sql
     }
 }
 
@@ -615,19 +617,22 @@ async fn stored(
     since: Millis,
 ) -> Result<Rollup> {
     type Keys = (String, String, i64, i64, i64, i64, i64, String, String, i64);
-    let mut keys = Sql::new(
-        "SELECT grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket FROM stats_rollup WHERE bucket >= ",
-    );
-    keys.arg(since);
-    part.push_cells(&mut keys);
-    let rows: Vec<Keys> = keys.push(" ORDER BY id").fetch_all(&mut **tx).await?;
-    let mut figures = Sql::new(&format!(
-        "SELECT {} FROM stats_rollup WHERE bucket >= ",
-        figure_columns().join(", ")
-    ));
-    figures.arg(since);
-    part.push_cells(&mut figures);
-    let figures: Vec<Nums> = figures.push(" ORDER BY id").fetch_all(&mut **tx).await?;
+    let rows: Vec<Keys> = part
+        .cells(since)
+        .wrapped(
+            "SELECT grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket ",
+            " ORDER BY id",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+    let figures: Vec<Nums> = part
+        .cells(since)
+        .wrapped(
+            &format!("SELECT {} ", figure_columns().join(", ")),
+            " ORDER BY id",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
     let mut r = Rollup::default();
     for (c, f) in rows.into_iter().zip(figures) {
         let Some(grain) = GRAINS.iter().map(|g| g.0).find(|g| *g == c.0) else {
@@ -746,10 +751,10 @@ pub async fn rebuild_in_parts(
         }
         report.differences += differences;
         if !check_only && differences > 0 {
-            let mut delete = Sql::new("DELETE FROM stats_rollup WHERE bucket >= ");
-            delete.arg(since);
-            part.push_cells(&mut delete);
-            delete.execute(&mut *tx).await?;
+            part.cells(since)
+                .wrapped("DELETE ", "")
+                .execute(&mut *tx)
+                .await?;
             raw.write(&mut tx, db.backend).await?;
             tx.commit().await?;
             report.rewritten = true;
