@@ -27,8 +27,12 @@ pub const STALLED_MS: Millis = 5 * 60_000;
 /// Roll-up tables, which statistics over long ranges read and which outlive raw rows:
 /// (table, column with the org id, column with the bucket's start in UTC ms). A cleanup asked to
 /// drop roll-ups (`keep_rollups: false`) removes their buckets before the cut-off as well.
-/// Each needs an `id` column. The statistics roll-ups (store/src/stats.rs) are one table.
-const ROLLUPS: &[(&str, &str, &str)] = &[("stats_rollup", "org_id", "bucket")];
+/// Each needs an `id` column. The statistics roll-ups (store/src/stats.rs) are folded cells and
+/// additions still pending.
+const ROLLUPS: &[(&str, &str, &str)] = &[
+    ("stats_rollup", "org_id", "bucket"),
+    ("stats_pending", "org_id", "hour_start"),
+];
 
 /// How many rows of each kind a cleanup removes (or, in a preview, would remove).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]

@@ -225,6 +225,19 @@ impl Db {
         Ok(self.pool.begin().await?)
     }
 
+    /// A read-only transaction whose statements all see one snapshot on PostgreSQL too (there
+    /// each statement of a [`Db::read`] transaction sees what was committed before it began).
+    pub async fn snapshot(&self) -> Result<sqlx::Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin().await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        })
+    }
+
     /// A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE): a deferred
     /// one that reads first could not upgrade while another writer commits, and would fail instead of waiting.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {

@@ -1637,8 +1637,9 @@ pub async fn monitor(
         return Ok(Vec::new());
     }
     let now = now_millis();
-    // a few statements for all the windows, each answering for every window at once
-    let mut tx = db.read().await?;
+    // a few statements for all the windows, each answering for every window at once, from one
+    // snapshot (a fold moves figures from pending to folded roll-ups)
+    let mut tx = db.snapshot().await?;
     let ids: Vec<i64> = windows.iter().map(|w| w.id).collect();
     let mut org_ids: Vec<i64> = windows.iter().map(|w| w.org_id).collect();
     org_ids.sort_unstable();
@@ -1699,19 +1700,26 @@ pub async fn monitor(
         .into_iter()
         .map(|(w, started, ended, rating)| (w, (started, ended, rating)))
         .collect();
-    // today's figures from the day's roll-ups, in each outlet's own time zone
-    let figures: HashMap<i64, (i64, i64, i64, i64)> = asked
-        .clone()
-        .push(") SELECT q.w, CAST(COALESCE(SUM(x.services), 0) AS BIGINT), CAST(COALESCE(SUM(x.rated), 0) AS BIGINT), \
+    // today's figures from the day's roll-ups, folded and pending, in each outlet's own time zone
+    let mut figures: HashMap<i64, (i64, i64, i64, i64)> = HashMap::new();
+    for (table, cell) in [
+        ("stats_rollup", "x.grain = 'wd' AND x.hour = 0 AND "),
+        ("stats_pending", ""),
+    ] {
+        for (w, services, rated, positive, negative) in asked
+            .clone()
+            .push(&format!(") SELECT q.w, CAST(COALESCE(SUM(x.services), 0) AS BIGINT), CAST(COALESCE(SUM(x.rated), 0) AS BIGINT), \
                CAST(COALESCE(SUM(CASE WHEN x.polarity = 'positive' THEN x.ratings ELSE 0 END), 0) AS BIGINT), \
                CAST(COALESCE(SUM(CASE WHEN x.polarity = 'negative' THEN x.ratings ELSE 0 END), 0) AS BIGINT) \
-               FROM q JOIN stats_rollup x ON x.grain = 'd' AND x.day = q.d AND x.hour = 0 AND x.org_id = q.o AND x.window_id = q.w \
-               GROUP BY q.w")
-        .fetch_all::<(i64, i64, i64, i64, i64), _>(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(w, services, rated, positive, negative)| (w, (services, rated, positive, negative)))
-        .collect();
+               FROM q JOIN {table} x ON {cell}x.day = q.d AND x.org_id = q.o AND x.window_id = q.w \
+               GROUP BY q.w"))
+            .fetch_all::<(i64, i64, i64, i64, i64), _>(&mut *tx)
+            .await?
+        {
+            let f = figures.entry(w).or_default();
+            *f = (f.0 + services, f.1 + rated, f.2 + positive, f.3 + negative);
+        }
+    }
     let mut latest: HashMap<i64, Vec<(String, String)>> = HashMap::new();
     for (w, label, polarity) in asked
         .push(") SELECT q.w, r.label, r.polarity FROM q JOIN ratings r ON r.id IN (SELECT x.id FROM ratings x WHERE x.window_id = q.w ORDER BY x.rated_at DESC, x.id DESC LIMIT 5) ORDER BY q.w, r.rated_at DESC, r.id DESC")

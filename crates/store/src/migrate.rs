@@ -77,6 +77,11 @@ const STEPS: &[(i64, &str, &str)] = &[
         "terms_without_customer_index",
         include_str!("../migrations/0018_terms_without_customer_index.sql"),
     ),
+    (
+        19,
+        "stats_pending",
+        include_str!("../migrations/0019_stats_pending.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

@@ -195,39 +195,118 @@ impl Presses {
 async fn writer(db: Db, mut queue: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut held = None;
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let (requests, replies): (Vec<Request>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
-        let started = std::time::Instant::now();
-        let recorded = record_held(&db, &mut held, &requests).await;
-        tracing::debug!(
-            presses = requests.len(),
-            ms = started.elapsed().as_secs_f64() * 1e3,
-            "press batch"
-        );
-        match recorded {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
+    // outlets whose pending roll-up additions are still to fold in this round, a group at a time
+    let mut folds: Vec<Vec<i64>> = Vec::new();
+    let mut next_round = tokio::time::Instant::now() + FOLD_EVERY;
+    loop {
+        if folds.is_empty() {
+            tokio::select! {
+                n = queue.recv_many(&mut jobs, MAX_BATCH) => if n == 0 { break },
+                _ = tokio::time::sleep_until(next_round) => {}
             }
-            // One bad press must not fail its neighbours: each goes again alone, and only its
-            // own failure reaches it.
-            Err(e) if requests.len() > 1 => {
-                tracing::warn!(error = %e, presses = requests.len(), "press batch failed; recording one by one");
-                for (request, reply) in requests.into_iter().zip(replies) {
-                    let one = record_held(&db, &mut held, std::slice::from_ref(&request)).await;
-                    let outcome = match one {
-                        Ok(mut one) => one.pop().expect("one outcome per press"),
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(outcome);
-                }
+        } else {
+            // while folding, the presses waiting go before each group
+            while jobs.len() < MAX_BATCH {
+                let Ok(job) = queue.try_recv() else { break };
+                jobs.push(job);
             }
-            Err(e) => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(e));
-                }
+        }
+        if !jobs.is_empty() {
+            record_batch(&db, &mut held, &mut jobs).await;
+        }
+        if folds.is_empty() && tokio::time::Instant::now() >= next_round {
+            next_round = tokio::time::Instant::now() + FOLD_EVERY;
+            match on_held(&db, &mut held, FoldStep::Plan).await {
+                Ok(plan) => folds = plan,
+                Err(e) => tracing::warn!(error = %e, "cannot read the pending roll-ups"),
+            }
+        }
+        if let Some(orgs) = folds.pop() {
+            let started = std::time::Instant::now();
+            match on_held(&db, &mut held, FoldStep::Fold(&orgs)).await {
+                Ok(_) => tracing::debug!(
+                    outlets = orgs.len(),
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "roll-ups folded"
+                ),
+                // rolled back: the rows stay pending for the next round
+                Err(e) => tracing::warn!(error = %e, "roll-up fold failed"),
+            }
+        }
+    }
+}
+
+/// How often the writer folds the pending roll-up additions (see [`crate::stats::fold_orgs`]):
+/// a cell gathers a second of presses before it is written, instead of being written once per batch.
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+enum FoldStep<'a> {
+    Plan,
+    Fold(&'a [i64]),
+}
+
+/// A fold step on the writer's own connection: the plan of a round, or one group's fold in a
+/// transaction of its own.
+async fn on_held(
+    db: &Db,
+    held: &mut Option<PoolConnection<Any>>,
+    step: FoldStep<'_>,
+) -> Result<Vec<Vec<i64>>> {
+    let conn = match held {
+        Some(conn) => conn,
+        None => held.insert(db.pool.acquire().await?),
+    };
+    let done = match step {
+        FoldStep::Plan => crate::stats::fold_plan(conn).await,
+        FoldStep::Fold(orgs) => {
+            async {
+                let mut tx = db.begin_on(conn).await?;
+                crate::stats::fold_orgs(&mut tx, db.backend, orgs).await?;
+                tx.commit().await?;
+                Ok(Vec::new())
+            }
+            .await
+        }
+    };
+    if done.is_err() {
+        *held = None;
+    }
+    done
+}
+
+/// Records the presses in `jobs` (emptied) and answers each.
+async fn record_batch(db: &Db, held: &mut Option<PoolConnection<Any>>, jobs: &mut Vec<Job>) {
+    let (requests, replies): (Vec<Request>, Vec<_>) =
+        jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
+    let started = std::time::Instant::now();
+    let recorded = record_held(db, held, &requests).await;
+    tracing::debug!(
+        presses = requests.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "press batch"
+    );
+    match recorded {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+        // One bad press must not fail its neighbours: each goes again alone, and only its
+        // own failure reaches it.
+        Err(e) if requests.len() > 1 => {
+            tracing::warn!(error = %e, presses = requests.len(), "press batch failed; recording one by one");
+            for (request, reply) in requests.into_iter().zip(replies) {
+                let one = record_held(db, held, std::slice::from_ref(&request)).await;
+                let outcome = match one {
+                    Ok(mut one) => one.pop().expect("one outcome per press"),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(e));
             }
         }
     }
@@ -840,8 +919,8 @@ async fn open_follow_ups(
 }
 
 /// For each of `negatives`, its outlet's counted ratings and negative ones on its local day, up
-/// to and including itself: the day's roll-ups before this batch, plus the batch's own ratings
-/// in order.
+/// to and including itself: the day's roll-ups (folded and pending) before this batch, plus the
+/// batch's own ratings in order.
 async fn todays_figures(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
@@ -873,10 +952,12 @@ async fn todays_figures(
     }
     let mut running: HashMap<(i64, String), (i64, i64)> = sql
         .push(
-            ") SELECT q.o, q.d, CAST(COALESCE(SUM(x.ratings), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(CASE WHEN x.polarity = 'negative' THEN x.ratings ELSE 0 END), 0) AS BIGINT) \
-             FROM q LEFT JOIN stats_rollup x ON x.grain = 'd' AND x.day = q.d AND x.org_id = q.o \
-             GROUP BY q.o, q.d",
+            ") SELECT q.o, q.d, \
+             (SELECT CAST(COALESCE(SUM(x.ratings), 0) AS BIGINT) FROM stats_rollup x WHERE x.grain = 'od' AND x.day = q.d AND x.hour = 0 AND x.org_id = q.o) \
+             + (SELECT CAST(COALESCE(SUM(x.ratings), 0) AS BIGINT) FROM stats_pending x WHERE x.org_id = q.o AND x.day = q.d), \
+             (SELECT CAST(COALESCE(SUM(x.ratings), 0) AS BIGINT) FROM stats_rollup x WHERE x.grain = 'od' AND x.day = q.d AND x.hour = 0 AND x.org_id = q.o AND x.polarity = 'negative') \
+             + (SELECT CAST(COALESCE(SUM(x.ratings), 0) AS BIGINT) FROM stats_pending x WHERE x.org_id = q.o AND x.day = q.d AND x.polarity = 'negative') \
+             FROM q",
         )
         .fetch_all::<(i64, String, i64, i64), _>(&mut **tx)
         .await?

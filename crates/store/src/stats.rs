@@ -2,15 +2,21 @@
 //!
 //! `stats_rollup` holds the figures per outlet × window × staff × business type × option key, in
 //! three grains: local hour ('h'), local day ('d') and local month ('m'), in the outlet's time
-//! zone. Every raw write adds to it in the same transaction: the press writer once per batch
-//! ([`Rollup::write`] from press.rs), End once per service (evaluation.rs). A request reads whole
-//! months from the 'm' rows and the days at the edges from 'd' rows, so a year for head office
-//! reads a few rows per window instead of every rating. Beside these full cells the same figures
-//! are kept without the dimensions most requests do not ask for (migration 0014, [`GRAINS`]):
-//! 'oh'/'od'/'om' per outlet × option key, 'wd'/'wm' per window × option key. A request reads the
-//! narrowest family that holds its answer: full cells only when narrowed to a window or a staff
-//! member (through the window and staff indexes) or grouped by staff or business type. [`rebuild`] recomputes everything from raw
-//! rows and reports the differences (`keping stats rebuild [--check]`).
+//! zone. Beside these full cells the same figures are kept without the dimensions most requests
+//! do not ask for (migration 0014, [`GRAINS`]): 'oh'/'od'/'om' per outlet × option key,
+//! 'wd'/'wm' per window × option key. A request reads whole months from month rows and the days
+//! at the edges from day rows, so a year for head office reads a few rows per window instead of
+//! every rating, and it reads the narrowest family that holds its answer: full cells only when
+//! narrowed to a window or a staff member (through the window and staff indexes) or grouped by
+//! staff or business type.
+//!
+//! Every raw write appends what it adds to `stats_pending` in its own transaction, once per
+//! finest cell ([`Rollup::write`]: the press writer once per batch, End once per service), and
+//! the press writer folds those rows into all eight grains about once a second, a few outlets per
+//! transaction ([`fold_orgs`]): a cell then gathers a second of presses before it is written,
+//! instead of being written by every batch. Statistics read the folded cells and the pending rows
+//! from one snapshot, so an answer never waits for a fold. [`rebuild`] recomputes everything from
+//! raw rows and reports the differences (`keping stats rebuild [--check]`).
 //!
 //! Reports follow the **current** org tree: roll-up rows name the outlet (org id), and the subtree
 //! is taken from today's paths, so after an outlet moves to another branch its whole history is
@@ -36,7 +42,7 @@ use keping_domain::stats::{self as rules, local_parts, GroupBy};
 use keping_domain::Millis;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use utoipa::ToSchema;
 
@@ -160,10 +166,29 @@ pub struct Fact<'a> {
     pub figures: Figures,
 }
 
-/// Roll-up additions gathered in memory, written with one upsert.
+/// The finest cell a raw row adds to: a local hour at one outlet, window, staff member, business
+/// type and option key. Writes append these to `stats_pending`; [`fold_orgs`] adds them to every
+/// grain of `stats_rollup`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fine {
+    pub hour_start: Millis,
+    pub day: String,
+    pub hour: i64,
+    pub month: String,
+    pub day_start: Millis,
+    pub month_start: Millis,
+    pub org_id: i64,
+    pub window_id: i64,
+    pub staff_id: i64,
+    pub business_type_id: i64,
+    pub key: String,
+    pub polarity: String,
+}
+
+/// Roll-up additions gathered in memory, by finest cell.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Rollup {
-    pub cells: BTreeMap<Cell, Figures>,
+    pub additions: BTreeMap<Fine, Figures>,
 }
 
 /// The roll-up grains: (code, time grain 'h'/'d'/'m', keeps the window, keeps staff and
@@ -181,36 +206,60 @@ const GRAINS: [(&str, char, bool, bool); 8] = [
     ("wm", 'm', true, false),
 ];
 
+/// The columns of a finest cell in `stats_pending`, in [`Fine`] order.
+const FINE_COLUMNS: &str = "hour_start, day, hour, month, day_start, month_start, org_id, window_id, staff_id, business_type_id, key, polarity";
+
 impl Rollup {
     pub fn add(&mut self, f: Fact) {
         let p = local_parts(f.timezone, f.at);
-        for (grain, time, window, staff) in GRAINS {
-            let (day, hour, bucket) = match time {
-                'h' => (&p.day, p.hour, p.hour_start),
-                'd' => (&p.day, 0, p.day_start),
-                _ => (&p.month, 0, p.month_start),
-            };
-            let cell = Cell {
-                grain,
-                day: day.clone(),
-                hour,
-                org_id: f.org_id,
-                window_id: if window { f.window_id } else { 0 },
-                staff_id: if staff { f.staff_id.unwrap_or(0) } else { 0 },
-                business_type_id: if staff {
-                    f.business_type_id.unwrap_or(0)
-                } else {
-                    0
-                },
-                key: f.key.to_string(),
-                polarity: f.polarity.to_string(),
-            };
-            let e = self.cells.entry(cell).or_insert(Figures {
-                bucket,
-                ..Figures::default()
-            });
-            e.add(&f.figures);
+        let fine = Fine {
+            hour_start: p.hour_start,
+            day: p.day,
+            hour: p.hour,
+            month: p.month,
+            day_start: p.day_start,
+            month_start: p.month_start,
+            org_id: f.org_id,
+            window_id: f.window_id,
+            staff_id: f.staff_id.unwrap_or(0),
+            business_type_id: f.business_type_id.unwrap_or(0),
+            key: f.key.to_string(),
+            polarity: f.polarity.to_string(),
+        };
+        self.additions.entry(fine).or_default().add(&f.figures);
+    }
+
+    /// The additions in every grain of `stats_rollup`.
+    pub fn cells(&self) -> BTreeMap<Cell, Figures> {
+        let mut cells: BTreeMap<Cell, Figures> = BTreeMap::new();
+        for (fine, figures) in &self.additions {
+            for (grain, time, window, staff) in GRAINS {
+                let (day, hour, bucket) = match time {
+                    'h' => (&fine.day, fine.hour, fine.hour_start),
+                    'd' => (&fine.day, 0, fine.day_start),
+                    _ => (&fine.month, 0, fine.month_start),
+                };
+                let cell = Cell {
+                    grain,
+                    day: day.clone(),
+                    hour,
+                    org_id: fine.org_id,
+                    window_id: if window { fine.window_id } else { 0 },
+                    staff_id: if staff { fine.staff_id } else { 0 },
+                    business_type_id: if staff { fine.business_type_id } else { 0 },
+                    key: fine.key.clone(),
+                    polarity: fine.polarity.clone(),
+                };
+                cells
+                    .entry(cell)
+                    .or_insert(Figures {
+                        bucket,
+                        ..Figures::default()
+                    })
+                    .add(figures);
+            }
         }
+        cells
     }
 
     /// A counted rating.
@@ -355,48 +404,233 @@ impl Rollup {
         }
     }
 
-    /// Adds the cells to the table (one statement per 50 cells), inside the caller's transaction.
+    /// Appends the additions to `stats_pending` (one statement per 500 cells), inside the caller's
+    /// transaction.
     pub async fn write(&self, tx: &mut Transaction<'_, Any>, backend: Backend) -> Result<()> {
         use std::fmt::Write;
-        let cells: Vec<_> = self.cells.iter().collect();
-        let cols = figure_columns();
-        let head = format!("INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, {}) VALUES ", cols.join(", "));
-        let update = cols
-            .iter()
-            .map(|c| format!("{c} = stats_rollup.{c} + excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // values written into the statement rather than bound: a batch of presses adds a few
-        // thousand cells of thirty values each, and binding them through sqlx's `Any` was most
-        // of the batch's time
-        for chunk in cells.chunks(500) {
-            let mut text = String::with_capacity(head.len() + update.len() + 160 * chunk.len());
+        let additions: Vec<_> = self.additions.iter().collect();
+        let head = format!(
+            "INSERT INTO stats_pending ({FINE_COLUMNS}, {}) VALUES ",
+            figure_columns().join(", ")
+        );
+        // values written into the statement rather than bound: binding thousands of values
+        // through sqlx's `Any` was most of a batch's time
+        for chunk in additions.chunks(500) {
+            let mut text = String::with_capacity(head.len() + 200 * chunk.len());
             text.push_str(&head);
             for (n, (c, f)) in chunk.iter().enumerate() {
-                text.push_str(if n == 0 { "(" } else { ", (" });
-                push_quoted(&mut text, c.grain);
-                text.push_str(", ");
-                push_quoted(&mut text, &c.day);
                 let _ = write!(
                     text,
-                    ", {}, {}, {}, {}, {}, ",
-                    c.hour, c.org_id, c.window_id, c.staff_id, c.business_type_id
+                    "{}{}, ",
+                    if n == 0 { "(" } else { ", (" },
+                    c.hour_start
+                );
+                push_quoted(&mut text, &c.day);
+                let _ = write!(text, ", {}, ", c.hour);
+                push_quoted(&mut text, &c.month);
+                let _ = write!(
+                    text,
+                    ", {}, {}, {}, {}, {}, {}, ",
+                    c.day_start,
+                    c.month_start,
+                    c.org_id,
+                    c.window_id,
+                    c.staff_id,
+                    c.business_type_id
                 );
                 push_quoted(&mut text, &c.key);
                 text.push_str(", ");
                 push_quoted(&mut text, &c.polarity);
-                let _ = write!(text, ", {}", f.bucket);
                 for v in f.values() {
                     let _ = write!(text, ", {v}");
                 }
                 text.push(')');
             }
-            text.push_str(" ON CONFLICT (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity) DO UPDATE SET ");
-            text.push_str(&update);
             Sql::bulk(backend, &text).execute(&mut **tx).await?;
         }
         Ok(())
     }
+}
+
+/// Adds `cells` to `stats_rollup` (one statement per 500 cells), inside the caller's transaction.
+async fn write_cells(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    cells: &BTreeMap<Cell, Figures>,
+) -> Result<()> {
+    use std::fmt::Write;
+    let cells: Vec<_> = cells.iter().collect();
+    let cols = figure_columns();
+    let head = format!("INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, {}) VALUES ", cols.join(", "));
+    for chunk in cells.chunks(500) {
+        let mut text = String::with_capacity(head.len() + 160 * chunk.len());
+        text.push_str(&head);
+        for (n, (c, f)) in chunk.iter().enumerate() {
+            text.push_str(if n == 0 { "(" } else { ", (" });
+            push_quoted(&mut text, c.grain);
+            text.push_str(", ");
+            push_quoted(&mut text, &c.day);
+            let _ = write!(
+                text,
+                ", {}, {}, {}, {}, {}, ",
+                c.hour, c.org_id, c.window_id, c.staff_id, c.business_type_id
+            );
+            push_quoted(&mut text, &c.key);
+            text.push_str(", ");
+            push_quoted(&mut text, &c.polarity);
+            let _ = write!(text, ", {}", f.bucket);
+            for v in f.values() {
+                let _ = write!(text, ", {v}");
+            }
+            text.push(')');
+        }
+        text.push_str(CELL_CONFLICT);
+        text.push_str(&cell_update());
+        Sql::bulk(backend, &text).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+const CELL_CONFLICT: &str = " ON CONFLICT (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity) DO UPDATE SET ";
+
+/// `figure = stats_rollup.figure + excluded.figure, …`: an upsert adds to a cell.
+fn cell_update() -> String {
+    figure_columns()
+        .iter()
+        .map(|c| format!("{c} = stats_rollup.{c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------- fold
+
+/// Pending additions folded in one transaction, about: a fold holds the write lock, and presses
+/// wait for it (some 5 ms per 1,000 rows on SQLite).
+pub const FOLD_ROWS: i64 = 1_000;
+
+/// The outlets with pending additions, in groups of about [`FOLD_ROWS`] rows, each for one
+/// [`fold_orgs`].
+pub async fn fold_plan(conn: &mut AnyConnection) -> Result<Vec<Vec<i64>>> {
+    let counts: Vec<(i64, i64)> =
+        Sql::new("SELECT org_id, COUNT(*) FROM stats_pending GROUP BY org_id ORDER BY org_id")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut groups: Vec<Vec<i64>> = Vec::new();
+    let mut rows = FOLD_ROWS;
+    for (org, n) in counts {
+        if rows + n > FOLD_ROWS {
+            groups.push(Vec::new());
+            rows = 0;
+        }
+        groups.last_mut().expect("pushed").push(org);
+        rows += n;
+    }
+    Ok(groups)
+}
+
+/// Moves the pending additions of `orgs` into every grain of `stats_rollup`, inside the caller's
+/// transaction: one statement sums them per cell of each grain and adds the sums. On PostgreSQL
+/// the rows are claimed by the same statement that deletes them, so that two instances folding
+/// at once never fold a row twice.
+pub async fn fold_orgs(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    orgs: &[i64],
+) -> Result<()> {
+    if orgs.is_empty() {
+        return Ok(());
+    }
+    let ids = orgs
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = format!("org_id IN ({ids})");
+    let source = match backend {
+        Backend::Sqlite => format!("stats_pending WHERE {filter}"),
+        Backend::Postgres => "moved".to_string(),
+    };
+    let sum = |c: &String| format!("CAST(SUM({c}) AS BIGINT)");
+    let figures = figure_columns();
+    // the rows summed per finest cell once, then each grain from those sums
+    let fine = format!(
+        "fine AS MATERIALIZED (SELECT {FINE_COLUMNS}, {} FROM {source} GROUP BY {FINE_COLUMNS})",
+        figures
+            .iter()
+            .map(|c| format!("{} AS {c}", sum(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let sums = figures.iter().map(sum).collect::<Vec<_>>().join(", ");
+    let arms = GRAINS
+        .iter()
+        .map(|&(grain, time, window, staff)| {
+            let (day, hour, bucket) = match time {
+                'h' => ("day", "hour", "hour_start"),
+                'd' => ("day", "0", "day_start"),
+                _ => ("month", "0", "month_start"),
+            };
+            let mut group = vec![day];
+            if time == 'h' {
+                group.push("hour");
+            }
+            group.push("org_id");
+            if window {
+                group.push("window_id");
+            }
+            if staff {
+                group.extend(["staff_id", "business_type_id"]);
+            }
+            group.extend(["key", "polarity"]);
+            format!(
+                "SELECT '{grain}', {day}, {hour}, org_id, {}, {}, {}, key, polarity, MIN({bucket}), {sums} FROM fine GROUP BY {}",
+                if window { "window_id" } else { "0" },
+                if staff { "staff_id" } else { "0" },
+                if staff { "business_type_id" } else { "0" },
+                group.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let insert = format!(
+        "INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, {}) SELECT * FROM ({arms}) x",
+        figures.join(", ")
+    );
+    match backend {
+        Backend::Sqlite => {
+            // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT
+            Sql::literal(&format!(
+                "WITH {fine} {insert} WHERE true{CELL_CONFLICT}{}",
+                cell_update()
+            ))
+            .execute(&mut **tx)
+            .await?;
+            Sql::literal(&format!("DELETE FROM stats_pending WHERE {filter}"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Backend::Postgres => {
+            // in cell order, so that two folds touching the same cells lock them in one order
+            Sql::literal(&format!(
+                "WITH moved AS (DELETE FROM stats_pending WHERE {filter} RETURNING *), {fine} {insert} ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9{CELL_CONFLICT}{}",
+                cell_update()
+            ))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Folds every pending addition into `stats_rollup`, a group of outlets per transaction.
+pub async fn fold_all(db: &Db) -> Result<()> {
+    let mut conn = db.pool.acquire().await?;
+    for orgs in fold_plan(&mut conn).await? {
+        let mut tx = db.begin_on(&mut conn).await?;
+        fold_orgs(&mut tx, db.backend, &orgs).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 /// Adds the duty sessions just ended (ids) to the roll-ups, inside the caller's transaction.
@@ -479,7 +713,7 @@ async fn rebuild_parts(
     let mut pairs: Vec<(i64, i64)> = Sql::new("SELECT id, org_id FROM windows")
         .fetch_all(&mut **tx)
         .await?;
-    for table in ["services", "ratings", "stats_rollup"] {
+    for table in ["services", "ratings", "stats_rollup", "stats_pending"] {
         pairs.extend(
             Sql::new(&format!(
                 "SELECT DISTINCT window_id, org_id FROM {table} WHERE window_id <> 0"
@@ -537,11 +771,11 @@ async fn from_raw(
     zones: &HashMap<i64, String>,
     part: &RebuildPart,
     since: Millis,
-) -> Result<Rollup> {
+) -> Result<BTreeMap<Cell, Figures>> {
     let zone = |id: i64| zones.get(&id).map_or("Asia/Shanghai", String::as_str);
     let mut r = Rollup::default();
     if part.windows.is_empty() {
-        return Ok(r);
+        return Ok(BTreeMap::new());
     }
     type S = (i64, i64, Option<i64>, Option<i64>, i64, i64, Option<i64>);
     // the next Start at the window tells whether the prompt was cut short
@@ -606,16 +840,18 @@ async fn from_raw(
             r.removed(zone(*org), *at, *org, *window, reason);
         }
     }
-    r.cells.retain(|_, f| f.bucket >= since);
-    Ok(r)
+    let mut cells = r.cells();
+    cells.retain(|_, f| f.bucket >= since);
+    Ok(cells)
 }
 
-/// The roll-up cells of one part as stored, for cells starting at or after `since`.
+/// The roll-up cells of one part as stored, its pending additions included, for cells starting
+/// at or after `since`.
 async fn stored(
     tx: &mut Transaction<'static, Any>,
     part: &RebuildPart,
     since: Millis,
-) -> Result<Rollup> {
+) -> Result<BTreeMap<Cell, Figures>> {
     type Keys = (String, String, i64, i64, i64, i64, i64, String, String, i64);
     let rows: Vec<Keys> = part
         .cells(since)
@@ -633,12 +869,59 @@ async fn stored(
         )
         .fetch_all(&mut **tx)
         .await?;
-    let mut r = Rollup::default();
+    let mut pending = Rollup::default();
+    if !part.windows.is_empty() {
+        type F = (
+            i64,
+            String,
+            i64,
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            String,
+            String,
+        );
+        let pending_sql = |columns: &str| {
+            let mut sql = Sql::new(&format!("SELECT {columns} FROM stats_pending WHERE "));
+            sql.in_ids("window_id", &part.windows).push(" ORDER BY id");
+            sql
+        };
+        let fine: Vec<F> = pending_sql(FINE_COLUMNS).fetch_all(&mut **tx).await?;
+        let figures: Vec<Nums> = pending_sql(&figure_columns().join(", "))
+            .fetch_all(&mut **tx)
+            .await?;
+        for (c, f) in fine.into_iter().zip(figures) {
+            let fine = Fine {
+                hour_start: c.0,
+                day: c.1,
+                hour: c.2,
+                month: c.3,
+                day_start: c.4,
+                month_start: c.5,
+                org_id: c.6,
+                window_id: c.7,
+                staff_id: c.8,
+                business_type_id: c.9,
+                key: c.10,
+                polarity: c.11,
+            };
+            pending
+                .additions
+                .entry(fine)
+                .or_default()
+                .add(&Figures::from_values(0, &f.0));
+        }
+    }
+    let mut cells = BTreeMap::new();
     for (c, f) in rows.into_iter().zip(figures) {
         let Some(grain) = GRAINS.iter().map(|g| g.0).find(|g| *g == c.0) else {
             continue;
         };
-        r.cells.insert(
+        cells.insert(
             Cell {
                 grain,
                 day: c.1,
@@ -653,7 +936,18 @@ async fn stored(
             Figures::from_values(c.9, &f.0),
         );
     }
-    Ok(r)
+    for (c, f) in pending.cells() {
+        if f.bucket >= since {
+            cells
+                .entry(c)
+                .or_insert(Figures {
+                    bucket: f.bucket,
+                    ..Figures::default()
+                })
+                .add(&f);
+        }
+    }
+    Ok(cells)
 }
 
 /// A row of numbers (BIGINT columns), read by position.
@@ -722,21 +1016,25 @@ pub async fn rebuild_in_parts(
         // a part is read and rewritten in one transaction, so that presses recorded meanwhile are
         // neither missed nor counted twice; a check only reads, from one snapshot
         let mut tx = if check_only {
-            db.read().await?
+            db.snapshot().await?
         } else {
             db.begin().await?
         };
+        if !check_only {
+            // the part's pending additions first, so that a rewrite leaves none behind
+            fold_orgs(&mut tx, db.backend, &part.orgs).await?;
+        }
         let raw = from_raw(&mut tx, &zones, part, since).await?;
         let have = stored(&mut tx, part, since).await?;
-        let keys: HashSet<&Cell> = raw.cells.keys().chain(have.cells.keys()).collect();
+        let keys: HashSet<&Cell> = raw.keys().chain(have.keys()).collect();
         report.cells += keys.len();
         let mut keys: Vec<&Cell> = keys.into_iter().collect();
         keys.sort();
         let zero = Figures::default();
         let mut differences = 0;
         for c in keys {
-            let a = raw.cells.get(c).unwrap_or(&zero);
-            let b = have.cells.get(c).unwrap_or(&zero);
+            let a = raw.get(c).unwrap_or(&zero);
+            let b = have.get(c).unwrap_or(&zero);
             if !a.same_counts(b) {
                 differences += 1;
                 if report.examples.len() < 20 {
@@ -755,7 +1053,7 @@ pub async fn rebuild_in_parts(
                 .wrapped("DELETE ", "")
                 .execute(&mut *tx)
                 .await?;
-            raw.write(&mut tx, db.backend).await?;
+            write_cells(&mut tx, db.backend, &raw).await?;
             tx.commit().await?;
             report.rewritten = true;
         }
@@ -1074,8 +1372,18 @@ async fn period(
         .map(|c| format!("CAST(SUM(x.{c}) AS BIGINT)"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut sql = Sql::new(&format!("SELECT {g}, x.key, x.polarity, {sums} FROM stats_rollup x JOIN orgs o ON o.id = x.org_id WHERE "));
+    let head = |table: &str| {
+        Sql::new(&format!("SELECT {g}, x.key, x.polarity, {sums} FROM {table} x JOIN orgs o ON o.id = x.org_id WHERE "))
+    };
+    let mut sql = head("stats_rollup");
     let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+    // additions not folded yet, at the finest cell: by their day alone
+    let mut pending = head("stats_pending");
+    pending
+        .push("x.day >= ")
+        .arg(day(from))
+        .push(" AND x.day <= ")
+        .arg(day(to));
     // the narrowest cells that still hold what the request asks for
     let family = if narrow.window_id.is_some()
         || narrow.staff_id.is_some()
@@ -1140,31 +1448,37 @@ async fn period(
                 .arg(day(to));
         }
     }
-    if let Some(path) = path {
-        let (lo, hi) = path.subtree_range();
-        sql.push(" AND (o.path = ")
-            .arg(path.as_str())
-            .push(" OR (o.path >= ")
-            .arg(lo)
-            .push(" AND o.path < ")
-            .arg(hi)
-            .push("))");
+    for sql in [&mut sql, &mut pending] {
+        if let Some(path) = path {
+            let (lo, hi) = path.subtree_range();
+            sql.push(" AND (o.path = ")
+                .arg(path.as_str())
+                .push(" OR (o.path >= ")
+                .arg(lo)
+                .push(" AND o.path < ")
+                .arg(hi)
+                .push("))");
+        }
+        if let Some(w) = narrow.window_id {
+            sql.push(" AND x.window_id = ").arg(w);
+        }
+        if let Some(s) = narrow.staff_id {
+            sql.push(" AND x.staff_id = ").arg(s);
+        }
+        sql.push(" AND ")
+            .reach("o.path", reach)
+            .push(&if group_by == GroupBy::None {
+                // PostgreSQL refuses a constant in GROUP BY
+                " GROUP BY x.key, x.polarity".to_string()
+            } else {
+                format!(" GROUP BY {g}, x.key, x.polarity")
+            });
     }
-    if let Some(w) = narrow.window_id {
-        sql.push(" AND x.window_id = ").arg(w);
-    }
-    if let Some(s) = narrow.staff_id {
-        sql.push(" AND x.staff_id = ").arg(s);
-    }
-    sql.push(" AND ")
-        .reach("o.path", reach)
-        .push(&if group_by == GroupBy::None {
-            // PostgreSQL refuses a constant in GROUP BY
-            " GROUP BY x.key, x.polarity".to_string()
-        } else {
-            format!(" GROUP BY {g}, x.key, x.polarity")
-        });
-    let agg: Vec<Agg> = sql.fetch_all(&db.pool).await?;
+    // one snapshot, so that a fold between the two reads neither hides nor doubles a row
+    let mut tx = db.snapshot().await?;
+    let mut agg: Vec<Agg> = sql.fetch_all(&mut *tx).await?;
+    agg.extend(pending.fetch_all::<Agg, _>(&mut *tx).await?);
+    tx.commit().await?;
 
     // org grouping: each outlet to the requested org's child above it
     let mut child_of: HashMap<i64, i64> = HashMap::new();
