@@ -2,7 +2,7 @@
 -- (a batch of presses, an End, a duty session ended) appends what it adds here, once per finest
 -- cell (local hour x outlet x window x staff x business type x option key), in its own
 -- transaction: one append instead of an upsert into each of stats_rollup's eight grains. The
--- press writer folds them into stats_rollup a few outlets at a time, about once a second, and
+-- press writer folds them into stats_rollup a few outlets at a time, every few seconds, and
 -- deletes them in the same transaction. Statistics read both tables, so nothing waits for a fold.
 CREATE TABLE stats_pending (
     id {{id}},

@@ -236,9 +236,10 @@ async fn writer(db: Db, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-/// How often the writer folds the pending roll-up additions (see [`crate::stats::fold_orgs`]):
-/// a cell gathers a second of presses before it is written, instead of being written once per batch.
-const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the writer folds the pending roll-up additions (see [`crate::stats::fold_orgs`]): a
+/// cell gathers a few seconds of presses before it is written, instead of being written by every
+/// batch. At 8,000 presses/s a fold of 1,000 rows took 17 ms every second and 13 ms every 3 s.
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
 enum FoldStep<'a> {
     Plan,
@@ -252,10 +253,7 @@ async fn on_held(
     held: &mut Option<PoolConnection<Any>>,
     step: FoldStep<'_>,
 ) -> Result<Vec<Vec<i64>>> {
-    let conn = match held {
-        Some(conn) => conn,
-        None => held.insert(db.pool.acquire().await?),
-    };
+    let conn = writer_connection(db, held).await?;
     let done = match step {
         FoldStep::Plan => crate::stats::fold_plan(conn).await,
         FoldStep::Fold(orgs) => {
@@ -272,6 +270,17 @@ async fn on_held(
         *held = None;
     }
     done
+}
+
+/// The writer's own connection, taken from the pool when it has none.
+async fn writer_connection<'h>(
+    db: &Db,
+    held: &'h mut Option<PoolConnection<Any>>,
+) -> Result<&'h mut PoolConnection<Any>> {
+    if held.is_none() {
+        *held = Some(db.pool.acquire().await?);
+    }
+    Ok(held.as_mut().expect("just taken"))
 }
 
 /// Records the presses in `jobs` (emptied) and answers each.
@@ -358,10 +367,7 @@ async fn record_held(
     held: &mut Option<PoolConnection<Any>>,
     requests: &[Request],
 ) -> Result<Vec<Result<PressOutcome>>> {
-    let conn = match held {
-        Some(conn) => conn,
-        None => held.insert(db.pool.acquire().await?),
-    };
+    let conn = writer_connection(db, held).await?;
     let recorded = record(db, conn, requests).await;
     if recorded.is_err() {
         *held = None;

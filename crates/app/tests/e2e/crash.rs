@@ -163,6 +163,13 @@ async fn presses_acknowledged_before_a_kill_survive_it(app: TestApp) {
         ratings, presses,
         "every counted press has exactly one rating"
     );
+    // the roll-ups, folded and pending, count exactly the stored rows: the kill may have cut a
+    // batch or a fold short, and either went entirely or not at all
+    let check = keping_store::stats::rebuild(&app.running.state.db, true)
+        .await
+        .unwrap();
+    assert_eq!(check.differences, 0, "{:?}", check.examples);
+    assert!(check.cells > 0);
     child.kill().unwrap();
     child.wait().unwrap();
 }
