@@ -596,28 +596,22 @@ pub async fn fold_orgs(
         "INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, {}) SELECT * FROM ({arms}) x",
         figures.join(", ")
     );
-    match backend {
-        Backend::Sqlite => {
-            // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT
-            Sql::literal(&format!(
-                "WITH {fine} {insert} WHERE true{CELL_CONFLICT}{}",
-                cell_update()
-            ))
+    let upsert = match backend {
+        // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT
+        Backend::Sqlite => format!("WITH {fine} {insert} WHERE true"),
+        // in cell order, so that two folds touching the same cells lock them in one order
+        Backend::Postgres => format!(
+            "WITH moved AS (DELETE FROM stats_pending WHERE {filter} RETURNING *), {fine} {insert} ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
+        ),
+    };
+    Sql::literal(&format!("{upsert}{CELL_CONFLICT}{}", cell_update()))
+        .execute(&mut **tx)
+        .await?;
+    if backend == Backend::Sqlite {
+        // the write lock has kept every other writer out since the rows were summed
+        Sql::literal(&format!("DELETE FROM stats_pending WHERE {filter}"))
             .execute(&mut **tx)
             .await?;
-            Sql::literal(&format!("DELETE FROM stats_pending WHERE {filter}"))
-                .execute(&mut **tx)
-                .await?;
-        }
-        Backend::Postgres => {
-            // in cell order, so that two folds touching the same cells lock them in one order
-            Sql::literal(&format!(
-                "WITH moved AS (DELETE FROM stats_pending WHERE {filter} RETURNING *), {fine} {insert} ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9{CELL_CONFLICT}{}",
-                cell_update()
-            ))
-            .execute(&mut **tx)
-            .await?;
-        }
     }
     Ok(())
 }
