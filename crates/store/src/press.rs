@@ -216,15 +216,15 @@ async fn writer(db: Db, mut queue: mpsc::Receiver<Job>) {
         }
         if folds.is_empty() && tokio::time::Instant::now() >= next_round {
             next_round = tokio::time::Instant::now() + FOLD_EVERY;
-            match on_held(&db, &mut held, FoldStep::Plan).await {
+            match crate::stats::fold_plan(&db).await {
                 Ok(plan) => folds = plan,
                 Err(e) => tracing::warn!(error = %e, "cannot read the pending roll-ups"),
             }
         }
         if let Some(orgs) = folds.pop() {
             let started = std::time::Instant::now();
-            match on_held(&db, &mut held, FoldStep::Fold(&orgs)).await {
-                Ok(_) => tracing::debug!(
+            match fold_held(&db, &mut held, &orgs).await {
+                Ok(()) => tracing::debug!(
                     outlets = orgs.len(),
                     ms = started.elapsed().as_secs_f64() * 1e3,
                     "roll-ups folded"
@@ -241,35 +241,21 @@ async fn writer(db: Db, mut queue: mpsc::Receiver<Job>) {
 /// batch. At 8,000 presses/s a fold of 1,000 rows took 17 ms every second and 13 ms every 3 s.
 const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
-enum FoldStep<'a> {
-    Plan,
-    Fold(&'a [i64]),
-}
-
-/// A fold step on the writer's own connection: the plan of a round, or one group's fold in a
-/// transaction of its own.
-async fn on_held(
-    db: &Db,
-    held: &mut Option<PoolConnection<Any>>,
-    step: FoldStep<'_>,
-) -> Result<Vec<Vec<i64>>> {
+/// One group's fold (see [`crate::stats::fold_orgs`]) in a transaction of its own, on the
+/// writer's own connection.
+async fn fold_held(db: &Db, held: &mut Option<PoolConnection<Any>>, orgs: &[i64]) -> Result<()> {
     let conn = writer_connection(db, held).await?;
-    let done = match step {
-        FoldStep::Plan => crate::stats::fold_plan(conn).await,
-        FoldStep::Fold(orgs) => {
-            async {
-                let mut tx = db.begin_on(conn).await?;
-                crate::stats::fold_orgs(&mut tx, db.backend, orgs).await?;
-                tx.commit().await?;
-                Ok(Vec::new())
-            }
-            .await
-        }
-    };
-    if done.is_err() {
+    let folded = async {
+        let mut tx = db.begin_on(conn).await?;
+        crate::stats::fold_orgs(&mut tx, db.backend, orgs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if folded.is_err() {
         *held = None;
     }
-    done
+    folded
 }
 
 /// The writer's own connection, taken from the pool when it has none.

@@ -42,7 +42,7 @@ use keping_domain::stats::{self as rules, local_parts, GroupBy};
 use keping_domain::Millis;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::{Any, Transaction};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use utoipa::ToSchema;
 
@@ -407,48 +407,27 @@ impl Rollup {
     /// Appends the additions to `stats_pending` (one statement per 500 cells), inside the caller's
     /// transaction.
     pub async fn write(&self, tx: &mut Transaction<'_, Any>, backend: Backend) -> Result<()> {
-        use std::fmt::Write;
-        let additions: Vec<_> = self.additions.iter().collect();
         let head = format!(
             "INSERT INTO stats_pending ({FINE_COLUMNS}, {}) VALUES ",
             figure_columns().join(", ")
         );
-        // values written into the statement rather than bound: binding thousands of values
-        // through sqlx's `Any` was most of a batch's time
-        for chunk in additions.chunks(500) {
-            let mut text = String::with_capacity(head.len() + 200 * chunk.len());
-            text.push_str(&head);
-            for (n, (c, f)) in chunk.iter().enumerate() {
-                let _ = write!(
-                    text,
-                    "{}{}, ",
-                    if n == 0 { "(" } else { ", (" },
-                    c.hour_start
-                );
-                push_quoted(&mut text, &c.day);
-                let _ = write!(text, ", {}, ", c.hour);
-                push_quoted(&mut text, &c.month);
-                let _ = write!(
-                    text,
-                    ", {}, {}, {}, {}, {}, {}, ",
-                    c.day_start,
-                    c.month_start,
-                    c.org_id,
-                    c.window_id,
-                    c.staff_id,
-                    c.business_type_id
-                );
-                push_quoted(&mut text, &c.key);
-                text.push_str(", ");
-                push_quoted(&mut text, &c.polarity);
-                for v in f.values() {
-                    let _ = write!(text, ", {v}");
-                }
-                text.push(')');
-            }
-            Sql::bulk(backend, &text).execute(&mut **tx).await?;
-        }
-        Ok(())
+        write_rows(tx, backend, &head, "", &self.additions, |text, c, f| {
+            use std::fmt::Write;
+            let _ = write!(text, "{}, ", c.hour_start);
+            push_quoted(text, &c.day);
+            let _ = write!(text, ", {}, ", c.hour);
+            push_quoted(text, &c.month);
+            let _ = write!(
+                text,
+                ", {}, {}, {}, {}, {}, {}, ",
+                c.day_start, c.month_start, c.org_id, c.window_id, c.staff_id, c.business_type_id
+            );
+            push_quoted(text, &c.key);
+            text.push_str(", ");
+            push_quoted(text, &c.polarity);
+            push_values(text, f);
+        })
+        .await
     }
 }
 
@@ -458,37 +437,60 @@ async fn write_cells(
     backend: Backend,
     cells: &BTreeMap<Cell, Figures>,
 ) -> Result<()> {
-    use std::fmt::Write;
-    let cells: Vec<_> = cells.iter().collect();
-    let cols = figure_columns();
-    let head = format!("INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, {}) VALUES ", cols.join(", "));
-    for chunk in cells.chunks(500) {
-        let mut text = String::with_capacity(head.len() + 160 * chunk.len());
-        text.push_str(&head);
-        for (n, (c, f)) in chunk.iter().enumerate() {
+    let head = format!("INSERT INTO stats_rollup (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity, bucket, {}) VALUES ", figure_columns().join(", "));
+    let tail = format!("{CELL_CONFLICT}{}", cell_update());
+    write_rows(tx, backend, &head, &tail, cells, |text, c, f| {
+        use std::fmt::Write;
+        push_quoted(text, c.grain);
+        text.push_str(", ");
+        push_quoted(text, &c.day);
+        let _ = write!(
+            text,
+            ", {}, {}, {}, {}, {}, ",
+            c.hour, c.org_id, c.window_id, c.staff_id, c.business_type_id
+        );
+        push_quoted(text, &c.key);
+        text.push_str(", ");
+        push_quoted(text, &c.polarity);
+        let _ = write!(text, ", {}", f.bucket);
+        push_values(text, f);
+    })
+    .await
+}
+
+/// `head`, then a parenthesised row per entry of `rows` (its values written by `push_row`), then
+/// `tail`: one statement per 500 rows, inside the caller's transaction. Values are written into
+/// the statement rather than bound: binding thousands of values through sqlx's `Any` was most of
+/// a batch's time.
+async fn write_rows<K, V>(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    head: &str,
+    tail: &str,
+    rows: &BTreeMap<K, V>,
+    push_row: impl Fn(&mut String, &K, &V),
+) -> Result<()> {
+    let rows: Vec<_> = rows.iter().collect();
+    for chunk in rows.chunks(500) {
+        let mut text = String::with_capacity(head.len() + tail.len() + 200 * chunk.len());
+        text.push_str(head);
+        for (n, (k, v)) in chunk.iter().enumerate() {
             text.push_str(if n == 0 { "(" } else { ", (" });
-            push_quoted(&mut text, c.grain);
-            text.push_str(", ");
-            push_quoted(&mut text, &c.day);
-            let _ = write!(
-                text,
-                ", {}, {}, {}, {}, {}, ",
-                c.hour, c.org_id, c.window_id, c.staff_id, c.business_type_id
-            );
-            push_quoted(&mut text, &c.key);
-            text.push_str(", ");
-            push_quoted(&mut text, &c.polarity);
-            let _ = write!(text, ", {}", f.bucket);
-            for v in f.values() {
-                let _ = write!(text, ", {v}");
-            }
+            push_row(&mut text, k, v);
             text.push(')');
         }
-        text.push_str(CELL_CONFLICT);
-        text.push_str(&cell_update());
+        text.push_str(tail);
         Sql::bulk(backend, &text).execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// `, figure, figure, …` in [`figure_columns`] order.
+fn push_values(text: &mut String, f: &Figures) {
+    use std::fmt::Write;
+    for v in f.values() {
+        let _ = write!(text, ", {v}");
+    }
 }
 
 const CELL_CONFLICT: &str = " ON CONFLICT (grain, day, hour, org_id, window_id, staff_id, business_type_id, key, polarity) DO UPDATE SET ";
@@ -510,10 +512,10 @@ pub const FOLD_ROWS: i64 = 1_000;
 
 /// The outlets with pending additions, in groups of about [`FOLD_ROWS`] rows, each for one
 /// [`fold_orgs`].
-pub async fn fold_plan(conn: &mut AnyConnection) -> Result<Vec<Vec<i64>>> {
+pub async fn fold_plan(db: &Db) -> Result<Vec<Vec<i64>>> {
     let counts: Vec<(i64, i64)> =
         Sql::new("SELECT org_id, COUNT(*) FROM stats_pending GROUP BY org_id ORDER BY org_id")
-            .fetch_all(&mut *conn)
+            .fetch_all(&db.pool)
             .await?;
     let mut groups: Vec<Vec<i64>> = Vec::new();
     let mut rows = FOLD_ROWS;
@@ -618,9 +620,8 @@ pub async fn fold_orgs(
 
 /// Folds every pending addition into `stats_rollup`, a group of outlets per transaction.
 pub async fn fold_all(db: &Db) -> Result<()> {
-    let mut conn = db.pool.acquire().await?;
-    for orgs in fold_plan(&mut conn).await? {
-        let mut tx = db.begin_on(&mut conn).await?;
+    for orgs in fold_plan(db).await? {
+        let mut tx = db.begin().await?;
         fold_orgs(&mut tx, db.backend, &orgs).await?;
         tx.commit().await?;
     }
